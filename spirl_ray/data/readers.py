@@ -1,0 +1,339 @@
+"""Readers for offline trajectory datasets: D4RL flat hdf5 and Minari episode hdf5.
+
+Both return a list of :class:`EpisodeData` with aligned ``observations`` (T, obs_dim)
+and ``actions`` (T, act_dim), float32, where ``observations[t]`` is the state in which
+``actions[t]`` was taken.
+
+State layouts (see notes §3): FrankaKitchen-v1 observations are 59-d
+``[robot qpos 9 | robot qvel 9 | object qpos 21 | object qvel 20]``; D4RL kitchen
+observations are 60-d ``[robot qpos 9 | object qpos 21 | goal 30]``.
+
+* ``"d4rl30"``: the 30-d qpos-only layout shared by both: D4RL ``obs[:, :30]``,
+  v1 ``obs[:, 0:9] ++ obs[:, 18:39]``, a 30-d file unchanged.
+* ``"full59"``: the 59-d FrankaKitchen-v1 layout (only obtainable from 59-d data).
+* ``None``: observations as stored.
+
+Every problem with the data raises a single :class:`DatasetError` whose message names
+the file, the key, and what was expected versus found; h5py/numpy errors never escape
+for the validated cases. Arrays are read whole and split with numpy (no per-step
+Python), so the 156k-step kitchen sets load in well under a second.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+__all__ = [
+    "DatasetError",
+    "EpisodeData",
+    "STATE_LAYOUTS",
+    "map_state_layout",
+    "read_d4rl_hdf5",
+    "read_minari",
+    "read_dataset",
+    "resolve_minari_file",
+]
+
+STATE_LAYOUTS = ("d4rl30", "full59")
+_EPISODE_RE = re.compile(r"^episode_(\d+)$")
+
+
+class DatasetError(ValueError):
+    """Bad offline dataset; message names the file, the key and what was expected."""
+
+
+@dataclass
+class EpisodeData:
+    """One trajectory; ``observations[t]`` pairs with ``actions[t]``."""
+
+    observations: np.ndarray  # (T, obs_dim) float32
+    actions: np.ndarray  # (T, act_dim) float32
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _open_hdf5(path: Path) -> h5py.File:
+    if not path.exists():
+        raise DatasetError(f"{path}: dataset file does not exist (expected an hdf5 file)")
+    if path.is_dir():
+        raise DatasetError(f"{path}: is a directory, expected an hdf5 file")
+    try:
+        if not h5py.is_hdf5(str(path)):
+            size = path.stat().st_size
+            raise DatasetError(
+                f"{path}: not an hdf5 file ({size} bytes without an hdf5 signature); "
+                "expected a D4RL or Minari .hdf5 dataset"
+            )
+        return h5py.File(str(path), "r")
+    except DatasetError:
+        raise
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{path}: cannot read as hdf5 ({type(e).__name__}: {e})") from e
+
+
+def _read_array(group: h5py.Group, key: str, path: Path, prefix: str = "") -> np.ndarray:
+    """Read ``group[key]`` whole; DatasetError if missing, not a dataset or unreadable."""
+    full = f"{prefix}{key}"
+    if key not in group:
+        present = sorted(group.keys())
+        raise DatasetError(
+            f"{path}: missing key '{full}' (expected a dataset; keys present: {present[:20]}"
+            f"{' ...' if len(present) > 20 else ''})"
+        )
+    node = group[key]
+    if not isinstance(node, h5py.Dataset):
+        raise DatasetError(f"{path}: key '{full}' is a {type(node).__name__}, expected a dataset")
+    try:
+        return node[()]
+    except (OSError, ValueError, TypeError) as e:
+        raise DatasetError(f"{path}: key '{full}' could not be read ({type(e).__name__}: {e})") from e
+
+
+def _as_2d_float(arr: np.ndarray, path: Path, key: str) -> np.ndarray:
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+            or arr.dtype == np.bool_):
+        raise DatasetError(f"{path}: key '{key}' has dtype {arr.dtype}, expected numeric")
+    if arr.ndim != 2:
+        raise DatasetError(f"{path}: key '{key}' has shape {arr.shape}, expected 2-d (steps, dim)")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _check_finite(arr: np.ndarray, path: Path, key: str) -> None:
+    finite = np.isfinite(arr)
+    if not finite.all():
+        n_nan = int(np.isnan(arr).sum())
+        n_inf = int(np.isinf(arr).sum())
+        rows = np.flatnonzero(~finite.all(axis=tuple(range(1, arr.ndim))))
+        raise DatasetError(
+            f"{path}: key '{key}' contains non-finite values ({n_nan} NaN, {n_inf} inf, "
+            f"in {rows.size} rows, first at row {int(rows[0])}); expected all finite"
+        )
+
+
+def map_state_layout(obs: np.ndarray, layout: str | None, path: Any = "<array>",
+                     key: str = "observations") -> np.ndarray:
+    """Map (N, D) observations to ``layout`` (see module docstring)."""
+    if layout is None:
+        return obs
+    d = obs.shape[-1]
+    if layout == "d4rl30":
+        if d == 60:  # D4RL kitchen: [qpos robot 9 | qpos obj 21 | goal 30]
+            return np.ascontiguousarray(obs[:, :30])
+        if d == 59:  # FrankaKitchen-v1: [qpos 9 | qvel 9 | obj qpos 21 | obj qvel 20]
+            return np.ascontiguousarray(np.concatenate([obs[:, 0:9], obs[:, 18:39]], axis=1))
+        if d == 30:
+            return obs
+        raise DatasetError(
+            f"{path}: key '{key}' has dim {d}; state_layout 'd4rl30' expects 60-d (D4RL kitchen), "
+            "59-d (FrankaKitchen-v1) or 30-d observations"
+        )
+    if layout == "full59":
+        if d == 59:
+            return obs
+        if d == 60:
+            raise DatasetError(
+                f"{path}: key '{key}' is 60-d (D4RL kitchen: qpos + goal, no velocities); "
+                "state_layout 'full59' needs 59-d FrankaKitchen-v1 observations with velocities. "
+                "Use state_layout='d4rl30' for this file"
+            )
+        raise DatasetError(
+            f"{path}: key '{key}' has dim {d}; state_layout 'full59' expects 59-d observations"
+        )
+    raise DatasetError(f"{path}: unknown state_layout {layout!r}; expected one of {STATE_LAYOUTS} or None")
+
+
+def _check_dims(obs: np.ndarray, act: np.ndarray, path: Path, obs_key: str, act_key: str,
+                obs_dim: int | None, act_dim: int | None, layout: str | None) -> None:
+    if obs_dim is not None and obs.shape[1] != obs_dim:
+        how = f" after state_layout {layout!r}" if layout else ""
+        raise DatasetError(
+            f"{path}: key '{obs_key}' has dim {obs.shape[1]}{how}, expected obs_dim={obs_dim}"
+        )
+    if act_dim is not None and act.shape[1] != act_dim:
+        raise DatasetError(f"{path}: key '{act_key}' has dim {act.shape[1]}, expected act_dim={act_dim}")
+
+
+# --------------------------------------------------------------------------- D4RL
+
+
+def read_d4rl_hdf5(path, obs_dim: int | None = None, act_dim: int | None = None,
+                   state_layout: str | None = None) -> list[EpisodeData]:
+    """Read a flat D4RL hdf5 file and split it into episodes.
+
+    An episode ends after every index where ``terminals | timeouts`` is true; a
+    trailing unterminated segment is an episode too.
+    """
+    path = Path(path)
+    if state_layout is not None and state_layout not in STATE_LAYOUTS:
+        raise DatasetError(f"{path}: unknown state_layout {state_layout!r}; expected one of {STATE_LAYOUTS} or None")
+    with _open_hdf5(path) as f:
+        obs = _read_array(f, "observations", path)
+        act = _read_array(f, "actions", path)
+        has_term, has_to = "terminals" in f, "timeouts" in f
+        if not (has_term or has_to):
+            _read_array(f, "terminals", path)  # raises: names the missing key
+        term = _read_array(f, "terminals", path) if has_term else None
+        tout = _read_array(f, "timeouts", path) if has_to else None
+
+    obs = _as_2d_float(obs, path, "observations")
+    act = _as_2d_float(act, path, "actions")
+    n = obs.shape[0]
+    if n == 0 or act.shape[0] == 0:
+        raise DatasetError(
+            f"{path}: key 'observations' has {n} rows and 'actions' {act.shape[0]} rows; "
+            "expected a non-empty dataset"
+        )
+    if act.shape[0] != n:
+        raise DatasetError(
+            f"{path}: length mismatch: key 'observations' has {n} rows, key 'actions' has "
+            f"{act.shape[0]}; expected equal lengths"
+        )
+    done = np.zeros(n, dtype=bool)
+    for key, arr in (("terminals", term), ("timeouts", tout)):
+        if arr is None:
+            continue
+        arr = np.asarray(arr)
+        if arr.ndim == 2 and arr.shape[1] == 1:  # some writers store (N, 1)
+            arr = arr[:, 0]
+        if arr.ndim != 1 or arr.shape[0] != n:
+            raise DatasetError(f"{path}: key '{key}' has shape {arr.shape}, expected ({n},) to match 'observations'")
+        done |= arr.astype(bool)
+
+    _check_finite(act, path, "actions")
+    obs = map_state_layout(obs, state_layout, path, "observations")
+    _check_finite(obs, path, "observations")
+    _check_dims(obs, act, path, "observations", "actions", obs_dim, act_dim, state_layout)
+
+    bounds = np.flatnonzero(done) + 1
+    if bounds.size == 0 or bounds[-1] != n:
+        bounds = np.append(bounds, n)
+    starts = np.concatenate([[0], bounds[:-1]])
+    return [EpisodeData(obs[s:e], act[s:e]) for s, e in zip(starts.tolist(), bounds.tolist())]
+
+
+# --------------------------------------------------------------------------- Minari
+
+
+def resolve_minari_file(path) -> Path:
+    """Map a Minari dataset directory (or the hdf5 itself) to its ``main_data.hdf5``."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: dataset path does not exist (expected a Minari dataset "
+                           "directory or its data/main_data.hdf5)")
+    if path.is_file():
+        return path
+    for cand in (path / "data" / "main_data.hdf5", path / "main_data.hdf5"):
+        if cand.is_file():
+            return cand
+    found = sorted(path.rglob("main_data.hdf5"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise DatasetError(f"{path}: directory holds no 'data/main_data.hdf5' (expected a Minari dataset directory)")
+    raise DatasetError(
+        f"{path}: directory holds {len(found)} Minari datasets "
+        f"({', '.join(str(p.relative_to(path)) for p in found[:5])}); point at one of them"
+    )
+
+
+def _minari_obs(ep: h5py.Group, path: Path, name: str) -> tuple[np.ndarray, str]:
+    if "observations" not in ep:
+        _read_array(ep, "observations", path, prefix=f"{name}/")  # raises
+    node = ep["observations"]
+    if isinstance(node, h5py.Dataset):
+        return _read_array(ep, "observations", path, prefix=f"{name}/"), f"{name}/observations"
+    # dict observation space: FrankaKitchen-v1 stores observation/achieved_goal/desired_goal
+    if "observation" in node:
+        return (_read_array(node, "observation", path, prefix=f"{name}/observations/"),
+                f"{name}/observations/observation")
+    raise DatasetError(
+        f"{path}: key '{name}/observations' is a dict-space group with keys {sorted(node.keys())}; "
+        "expected a dataset or a subgroup 'observation'"
+    )
+
+
+def read_minari(path, obs_dim: int | None = None, act_dim: int | None = None,
+                state_layout: str | None = None) -> list[EpisodeData]:
+    """Read a Minari dataset (directory or ``main_data.hdf5``); episodes sorted by index.
+
+    Minari stores T+1 observations per episode (the final one after the last action);
+    it is dropped so observations and actions align (T each).
+    """
+    file = resolve_minari_file(path)
+    if state_layout is not None and state_layout not in STATE_LAYOUTS:
+        raise DatasetError(f"{file}: unknown state_layout {state_layout!r}; expected one of {STATE_LAYOUTS} or None")
+    episodes: list[EpisodeData] = []
+    with _open_hdf5(file) as f:
+        names = sorted(
+            ((int(m.group(1)), k) for k in f.keys() if (m := _EPISODE_RE.match(k))),
+        )
+        if not names:
+            raise DatasetError(
+                f"{file}: no 'episode_<i>' groups (keys present: {sorted(f.keys())[:20]}); "
+                "expected a Minari dataset with at least one episode"
+            )
+        for _, name in names:
+            ep = f[name]
+            if not isinstance(ep, h5py.Group):
+                raise DatasetError(f"{file}: key '{name}' is a dataset, expected an episode group")
+            obs, obs_key = _minari_obs(ep, file, name)
+            act_key = f"{name}/actions"
+            act = _read_array(ep, "actions", file, prefix=f"{name}/")
+            obs = _as_2d_float(obs, file, obs_key)
+            act = _as_2d_float(act, file, act_key)
+            t = act.shape[0]
+            if obs.shape[0] != t + 1:
+                raise DatasetError(
+                    f"{file}: length mismatch: key '{obs_key}' has {obs.shape[0]} rows, "
+                    f"key '{act_key}' has {t}; expected observations = actions + 1"
+                )
+            obs = obs[:t]
+            _check_finite(act, file, act_key)
+            obs = map_state_layout(obs, state_layout, file, obs_key)
+            _check_finite(obs, file, obs_key)
+            _check_dims(obs, act, file, obs_key, act_key, obs_dim, act_dim, state_layout)
+            episodes.append(EpisodeData(np.ascontiguousarray(obs), act))
+    if sum(len(e) for e in episodes) == 0:
+        raise DatasetError(f"{file}: all {len(episodes)} episodes have zero steps in 'actions'; expected data")
+    return episodes
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def _detect_format(path: Path) -> str:
+    if not path.exists():
+        raise DatasetError(f"{path}: dataset path does not exist")
+    if path.is_dir():
+        return "minari"
+    with _open_hdf5(path) as f:
+        if any(_EPISODE_RE.match(k) for k in f.keys()):
+            return "minari"
+    return "d4rl"
+
+
+def read_dataset(path, fmt: str = "auto", **kw) -> list[EpisodeData]:
+    """Read ``path`` as ``fmt`` in {"auto", "d4rl", "minari"}.
+
+    auto: a directory, or an hdf5 file with ``episode_*`` groups, is Minari; a flat
+    hdf5 file is D4RL. ``kw``: obs_dim, act_dim, state_layout.
+    """
+    path = Path(os.fspath(path))
+    if fmt == "auto":
+        fmt = _detect_format(path)
+    if fmt == "d4rl":
+        return read_d4rl_hdf5(path, **kw)
+    if fmt == "minari":
+        return read_minari(path, **kw)
+    raise DatasetError(f"{path}: unknown dataset format {fmt!r}; expected 'auto', 'd4rl' or 'minari'")
