@@ -1,0 +1,208 @@
+"""The experiment config: one validated YAML file says everything a run used.
+
+Sections map onto typed configs of each stage::
+
+    name, storage_path
+    env:            which low-level env and how it is scored      (EnvSection)
+    data:           dataset to read, or how to collect one        (DataSection)
+    skill_model:    SkillModelConfig fields except obs/action dims (spirl_ray.skills.models)
+    prior_training: PriorTrainingConfig                           (spirl_ray.skills.train)
+    rl:             SPiRL / SAC settings and the Tune experiment  (RLSection)
+    prior_rollouts: evaluation of the prior alone                 (PriorRolloutSection)
+
+Unknown keys are errors that list the valid keys of their section. The
+resolved config is written into every run directory (``config.resolved.yaml``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, field_validator
+
+from spirl_ray.skills.models import SkillModelConfig
+from spirl_ray.skills.train import PriorTrainingConfig
+
+
+class ConfigError(ValueError):
+    """The experiment YAML is missing, unparsable or invalid; the message names file and field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EnvSection(_Section):
+    """Low-level environment (kitchen: gymnasium-robotics FrankaKitchen-v1)."""
+
+    name: Literal["kitchen"] = "kitchen"
+    tasks_to_complete: list[str] = Field(
+        default_factory=lambda: ["microwave", "kettle", "bottom burner", "light switch"],
+        description="target subtasks, in order (the paper's kitchen target by default)",
+    )
+    state_layout: Literal["d4rl30", "full59"] = Field("d4rl30", description="D4RL's 30-d qpos layout or the full 59-d obs")
+    scoring: Literal["ordered", "any_order"] = Field("ordered", description="'ordered' = reference SPiRL scoring")
+    max_episode_steps: PositiveInt = Field(280, description="episode length in env steps")
+
+    def env_kwargs(self) -> dict[str, Any]:
+        return {
+            "tasks_to_complete": tuple(self.tasks_to_complete),
+            "state_layout": self.state_layout,
+            "scoring": self.scoring,
+            "max_episode_steps": self.max_episode_steps,
+        }
+
+
+class CollectSection(_Section):
+    """Scripted-expert data collection, used when ``data.path`` is not given or missing."""
+
+    episodes: PositiveInt = Field(600, description="episodes to collect")
+    seed: int = 0
+    num_workers: int | None = Field(None, description="parallel Ray tasks (default: all CPUs)")
+    random_action_fraction: float = Field(0.0, ge=0, le=1, description="fraction of random-action episodes (appendix G)")
+
+
+class DataSection(_Section):
+    """Offline dataset: an existing D4RL hdf5 / Minari dataset, or one collected by the scripted expert."""
+
+    path: str | None = Field(None, description="dataset file/dir; None -> <storage>/<name>/data/dataset.hdf5, collected")
+    format: Literal["auto", "d4rl", "minari"] = "auto"
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of episodes held out for validation")
+    split_seed: int = 0
+    collect: CollectSection = Field(default_factory=CollectSection)
+
+
+class RLSection(_Section):
+    """Downstream RL (Algorithm 1, appendix B.2) and the Tune experiment around it."""
+
+    algorithm: Literal["spirl"] = "spirl"
+    env_steps: PositiveInt = Field(1_500_000, description="budget per trial in low-level env steps (paper kitchen: 1.5M)")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="one Tune trial per seed")
+    target_divergence: PositiveFloat = Field(5.0, description="delta; KL summed over latent dims (kitchen/blocks 5, maze 1)")
+    kl_estimator: Literal["analytic", "sampled"] = "analytic"
+    kl_samples: PositiveInt = 10
+    init_policy_from_prior: bool = True
+    warmup_env_steps: NonNegativeInt = Field(5000, description="env steps sampled before the first update")
+    batch_size: PositiveInt = 256
+    lr: PositiveFloat = Field(3e-4, description="Adam lr for policy, critics and alpha")
+    gamma: float = Field(0.99, gt=0, le=1)
+    tau: PositiveFloat = 5e-3
+    replay_capacity: PositiveInt = Field(1_000_000, description="high-level transitions")
+    critic_hidden: PositiveInt = 256
+    critic_layers: PositiveInt = 5
+    num_env_runners: NonNegativeInt = Field(1, description="RLlib EnvRunner actors (0 = sample in the driver)")
+    num_envs_per_env_runner: PositiveInt = 1
+    num_cpus_per_env_runner: float = Field(1.0, gt=0)
+    max_concurrent_trials: int | None = None
+    checkpoint_every: PositiveInt = Field(10, description="checkpoint every N training iterations")
+    min_sample_timesteps_per_iteration: PositiveInt = Field(100, description="high-level steps per training iteration")
+
+    @field_validator("seeds")
+    @classmethod
+    def _non_empty(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("at least one seed is needed")
+        return v
+
+
+class PriorRolloutSection(_Section):
+    """'Prior rollouts': skills sampled from the learned prior alone vs. from N(0, I)."""
+
+    episodes: NonNegativeInt = Field(20, description="episodes per sampler; 0 disables")
+    seed: int = 0
+
+
+class ExperimentConfig(_Section):
+    """Top-level experiment config (``tune_configs/*.yaml``)."""
+
+    name: str = Field(description="experiment name; output goes to <storage_path>/<name>")
+    storage_path: str = Field("runs", description="root of datasets, priors and Tune results (relative to cwd)")
+    env: EnvSection = Field(default_factory=EnvSection)
+    data: DataSection = Field(default_factory=DataSection)
+    skill_model: dict[str, Any] = Field(default_factory=dict, description="SkillModelConfig fields but obs_dim/action_dim")
+    prior_training: PriorTrainingConfig = Field(default_factory=PriorTrainingConfig)
+    rl: RLSection = Field(default_factory=RLSection)
+    prior_rollouts: PriorRolloutSection = Field(default_factory=PriorRolloutSection)
+
+    @field_validator("skill_model")
+    @classmethod
+    def _check_skill_model(cls, v: dict[str, Any]) -> dict[str, Any]:
+        bad = {"obs_dim", "action_dim"} & set(v)
+        if bad:
+            raise ValueError(f"{sorted(bad)} are derived from the env and dataset; remove them")
+        SkillModelConfig(obs_dim=1, action_dim=1, **v)  # validates names and values
+        return v
+
+    def skill_model_config(self, obs_dim: int, action_dim: int) -> SkillModelConfig:
+        return SkillModelConfig(obs_dim=obs_dim, action_dim=action_dim, **self.skill_model)
+
+    # ---- paths --------------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return Path(self.storage_path).expanduser().resolve() / self.name
+
+    @property
+    def dataset_path(self) -> Path:
+        return Path(self.data.path).expanduser().resolve() if self.data.path else self.root / "data" / "dataset.hdf5"
+
+    @property
+    def prior_cache_dir(self) -> Path:
+        """Shared across experiments under the same storage root, keyed by content hash."""
+        return Path(self.storage_path).expanduser().resolve() / "prior_cache"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str] | None:
+    """Valid field names of the (sub)model that holds location ``loc`` (without its last item)."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    return sorted(model.model_fields)
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One readable message per problem: ``field.path: what was wrong`` (+ valid keys for unknown ones)."""
+    lines = [f"invalid experiment config {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<top level>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            valid = _fields_at(ExperimentConfig, tuple(e["loc"]))
+            msg = "unknown key" + (f"; valid keys here: {', '.join(valid)}" if valid else "")
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read and validate an experiment YAML.
+
+    Args:
+        path: the YAML file.
+        overrides: dotted keys to set after loading, e.g. ``{"rl.env_steps": 2000}``.
+    Raises:
+        ConfigError: missing file, YAML syntax error, or invalid fields (all listed).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(path)!r}: expected a mapping at the top level, got {type(raw).__name__}")
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    try:
+        return ExperimentConfig(**raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, repr(str(path)))) from None

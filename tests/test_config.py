@@ -1,0 +1,64 @@
+"""Experiment config: the shipped YAMLs validate; bad input gives one clear message."""
+
+from pathlib import Path
+
+import pytest
+
+from spirl_ray.experiments.config import ConfigError, load_config
+
+CONFIGS = sorted(Path(__file__).resolve().parents[1].joinpath("tune_configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    cfg = load_config(path)
+    mc = cfg.skill_model_config(obs_dim=30, action_dim=9)
+    assert mc.horizon >= 1 and cfg.rl.env_steps > 0
+
+
+def test_shipped_configs_exist():
+    assert {"kitchen.yaml", "kitchen_quick.yaml"} <= {p.name for p in CONFIGS}
+
+
+def test_paper_budget_config_matches_appendix_b():
+    cfg = load_config(Path(__file__).resolve().parents[1] / "tune_configs" / "kitchen.yaml")
+    mc = cfg.skill_model_config(30, 9)
+    assert (mc.horizon, mc.latent_dim, mc.beta) == (10, 10, 5e-4)
+    rl = cfg.rl
+    assert (rl.env_steps, rl.target_divergence, rl.batch_size, rl.lr, rl.gamma, rl.tau) == (1_500_000, 5.0, 256, 3e-4, 0.99, 5e-3)
+    assert (rl.replay_capacity, rl.warmup_env_steps) == (1_000_000, 5000)
+    assert cfg.env.tasks_to_complete == ["microwave", "kettle", "bottom burner", "light switch"]
+    assert cfg.env.max_episode_steps == 280
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_unknown_key_lists_valid_keys(tmp_path):
+    p = _write(tmp_path, "name: x\nrl:\n  target_divergnce: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert "c.yaml" in msg and "rl.target_divergnce: unknown key" in msg and "target_divergence" in msg
+
+
+def test_unknown_skill_model_key(tmp_path):
+    with pytest.raises(ConfigError, match="skill_model"):
+        load_config(_write(tmp_path, "name: x\nskill_model:\n  horizn: 3\n"))
+
+
+def test_bad_value_and_bad_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="env.scoring"):
+        load_config(_write(tmp_path, "name: x\nenv:\n  scoring: sometimes\n"))
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "name: [x\n"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_overrides(tmp_path):
+    cfg = load_config(_write(tmp_path, "name: x\n"), {"rl.env_steps": 123, "skill_model.horizon": 3})
+    assert cfg.rl.env_steps == 123 and cfg.skill_model_config(4, 2).horizon == 3
