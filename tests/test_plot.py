@@ -1,0 +1,43 @@
+"""Plot command on a fabricated Tune results folder."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spirl_ray.experiments.plot import ENV_STEPS_KEY, aggregate, load_curves, main
+
+M = "env_runners/num_subtasks_completed"
+
+
+def _trial(root, exp, name, xs, ys, method=None):
+    d = root / exp / name
+    d.mkdir(parents=True)
+    pd.DataFrame({ENV_STEPS_KEY: xs, M: ys, "other": 1}).to_csv(d / "progress.csv", index=False)
+    (d / "params.json").write_text(json.dumps({"method": method} if method else {}))
+
+
+def test_mean_std_over_seeds_and_table(tmp_path, capsys):
+    _trial(tmp_path, "spirl", "s0", [0, 100, 200], [0.0, 1.0, 2.0])
+    _trial(tmp_path, "spirl", "s1", [0, 100, 200, 300], [0.0, 3.0, 4.0, 9.0])
+    _trial(tmp_path, "sac", "s0", [0, 200], [0.0, 0.0], method="SAC")
+    curves = load_curves([tmp_path])
+    assert sorted({c.method for c in curves}) == ["SAC", "spirl"]
+    agg = aggregate(curves, n_points=3)
+    # spirl grid is cut at the shortest trial (200 env steps): at x=100 seeds give 1 and 3
+    np.testing.assert_allclose(agg["spirl"]["x"], [0, 100, 200])
+    np.testing.assert_allclose(agg["spirl"]["mean"], [0, 2, 3])
+    np.testing.assert_allclose(agg["spirl"]["std"], [0, 1, 1])
+    assert main([str(tmp_path), "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    table = (tmp_path / "c.md").read_text()
+    assert "| spirl | 2 | 200 |" in table and "| SAC | 1 |" in table
+
+
+def test_missing_metric_and_empty_dir(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_curves([tmp_path])
+    _trial(tmp_path, "spirl", "s0", [0, 1], [0, 1])
+    with pytest.raises(KeyError, match="no trial logged"):
+        load_curves([tmp_path], metric="nope")
