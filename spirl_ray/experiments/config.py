@@ -81,7 +81,8 @@ class RLSection(_Section):
     algorithm: Literal["spirl"] = "spirl"
     env_steps: PositiveInt = Field(1_500_000, description="budget per trial in low-level env steps (paper kitchen: 1.5M)")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="one Tune trial per seed")
-    target_divergence: PositiveFloat = Field(5.0, description="delta; KL summed over latent dims (kitchen/blocks 5, maze 1)")
+    target_divergence: PositiveFloat = Field(5.0, description="delta, on the kl_reduction scale (kitchen/blocks 5, maze 1)")
+    kl_reduction: Literal["mean", "sum"] = Field("mean", description="KL over latent dims: 'mean' = reference scale of delta")
     kl_estimator: Literal["analytic", "sampled"] = "analytic"
     kl_samples: PositiveInt = 10
     init_policy_from_prior: bool = True

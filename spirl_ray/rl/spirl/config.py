@@ -1,0 +1,269 @@
+"""``SPiRLConfig``: RLlib ``SACConfig`` with SPiRL's hyperparameters and switches.
+
+Paper hyperparameters (appendix B.2, reference facts §1) are set explicitly in
+``__init__`` because RLlib's SAC defaults differ (actor lr 3e-5, Huber critic
+loss, prioritised episode replay, fusion Q-nets, 1500 warm-up steps):
+
+==========================  ==============================================
+batch                       256 high-level transitions
+lr (policy, critics, α)     3e-4 each, Adam
+γ / τ                       0.99 / 5e-3
+critic loss                 ½ MSE, min of two critics (twin Q)
+α                           log α starts at 0 (α = 1), tuned towards δ
+replay                      1e6 transitions, uniform (plain transition buffer)
+warm-up                     5000 low-level env steps = ceil(5000 / H) high-level steps
+update ratio                one gradient step per high-level transition
+==========================  ==============================================
+
+Counting: every RLlib counter (``num_env_steps_sampled_lifetime``, episode
+length, ``num_steps_sampled_before_learning_starts``) counts HIGH-LEVEL steps
+(skills) with a skill env; low-level env steps are logged by
+:class:`spirl_ray.rl.callbacks.SPiRLMetricsCallback` (``env_runners/env_steps_lifetime``).
+
+Build::
+
+    config = (SPiRLConfig()
+              .environment("my_skill_env")
+              .env_runners(num_env_runners=1)
+              .training(skill_model_path="skills.pt", target_divergence=5.0))
+    algo = config.build_algo()       # or tune.Tuner(SPiRL, param_space=config)
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, Literal, Optional, Type, Union
+
+from ray.rllib.algorithms.algorithm_config import NotProvided
+from ray.rllib.algorithms.sac.sac import SACConfig
+from ray.rllib.core.learner import Learner
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.utils.annotations import override
+
+KL_ESTIMATORS = ("analytic", "sampled")
+
+
+class SPiRLConfig(SACConfig):
+    """Config of :class:`~spirl_ray.rl.spirl.spirl.SPiRL` (Pertsch et al., CoRL 2020, Algorithm 1).
+
+    Baselines are the same algorithm with switches:
+
+    * SPiRL: ``use_skill_prior=True, init_policy_from_prior=True`` (defaults).
+    * SPiRL w/o prior init (appendix F): ``init_policy_from_prior=False``.
+    * SSP w/o prior: ``use_skill_prior=False, init_policy_from_prior=False``
+      (entropy-regularised SAC in skill space, target entropy ``target_entropy``).
+    * PriorInit + SAC (appendix E): ``use_skill_prior=False, init_policy_from_prior=True``.
+    """
+
+    def __init__(self, algo_class=None):
+        from spirl_ray.rl.spirl.spirl import SPiRL
+
+        super().__init__(algo_class=algo_class or SPiRL)
+        # ---- SPiRL-specific (see `training()` for meaning) ----
+        self.skill_model_path: Optional[str] = None
+        self.target_divergence: float = 5.0
+        self.kl_estimator: str = "analytic"
+        self.kl_samples: int = 10
+        self.kl_reduction: str = "mean"
+        self.use_skill_prior: bool = True
+        self.init_policy_from_prior: bool = True
+        self.warmup_env_steps: Optional[int] = 5000
+        self.skill_horizon: Optional[int] = None
+        self.updates_per_step: float = 1.0
+        self.critic_hidden: int = 256
+        self.critic_layers: int = 5
+        # ---- paper hyperparameters (RLlib's SAC defaults differ) ----
+        self.train_batch_size_per_learner = 256
+        self.actor_lr = 3e-4
+        self.critic_lr = 3e-4
+        self.alpha_lr = 3e-4
+        self.gamma = 0.99
+        self.tau = 5e-3
+        self.initial_alpha = 1.0  # log α = 0
+        self.twin_q = True
+        self.n_step = 1
+        # Validated by SACConfig; SPiRL replaces it by a uniform transition buffer of this capacity.
+        self.replay_buffer_config = {"type": "EpisodeReplayBuffer", "capacity": int(1e6)}
+        self.num_steps_sampled_before_learning_starts = 500  # recomputed in validate() from warmup_env_steps / H
+        # Derived in validate() from the skill-model file (driver side only; copied to workers).
+        self._skill_model_meta: Optional[Dict[str, Any]] = None
+
+    @override(SACConfig)
+    def training(
+        self,
+        *,
+        skill_model_path: Optional[str] = NotProvided,
+        target_divergence: Optional[float] = NotProvided,
+        kl_estimator: Optional[Literal["analytic", "sampled"]] = NotProvided,
+        kl_samples: Optional[int] = NotProvided,
+        kl_reduction: Optional[Literal["mean", "sum"]] = NotProvided,
+        use_skill_prior: Optional[bool] = NotProvided,
+        init_policy_from_prior: Optional[bool] = NotProvided,
+        warmup_env_steps: Optional[int] = NotProvided,
+        skill_horizon: Optional[int] = NotProvided,
+        updates_per_step: Optional[float] = NotProvided,
+        critic_hidden: Optional[int] = NotProvided,
+        critic_layers: Optional[int] = NotProvided,
+        **kwargs,
+    ) -> "SPiRLConfig":
+        """SPiRL settings on top of ``SACConfig.training`` (all SAC arguments still apply).
+
+        Args:
+            skill_model_path: ``.pt`` file written by
+                :func:`spirl_ray.skills.checkpoint.save_skill_model`. Its prior
+                p(z|s) is the KL target and (optionally) the policy's
+                initialisation; it is loaded only on the learner. Required when
+                ``use_skill_prior`` or ``init_policy_from_prior``.
+            target_divergence: δ, the target of E[D_KL(π ‖ p)] for the α
+                update, on the scale set by ``kl_reduction`` (default: the mean
+                per-latent-dim KL, as the reference implementation compares it).
+                Paper: kitchen 5, block stacking 5, maze 1. Default 5. Must be > 0.
+            kl_estimator: ``"analytic"`` (closed-form Gaussian KL of the
+                pre-squash Gaussians; default, appendix F) or ``"sampled"``
+                (``kl_samples``-sample Monte-Carlo estimate clamped to ±100, as
+                the reference code).
+            kl_samples: samples of the MC estimate (default 10).
+            kl_reduction: ``"mean"`` (default; the reference's
+                ``kl.mean(dim=-1)``, the scale the paper's δ values refer to)
+                or ``"sum"`` (textbook KL; a mean-scale δ is δ·|Z| here) over
+                the latent dims. Used in the critic target, actor and α losses.
+            use_skill_prior: True: regularise towards the learned prior (SPiRL).
+                False: standard SAC entropy (uniform prior) in skill space, α
+                tuned towards ``target_entropy`` (baselines).
+            init_policy_from_prior: initialise the policy with the prior's
+                weights (appendix F; default True). Warm-up skills are sampled
+                from the policy, i.e. from the prior when this is True.
+            warmup_env_steps: low-level env steps collected before the first
+                update (paper: 5000). Converted to high-level steps as
+                ceil(warmup_env_steps / H) and written to
+                ``num_steps_sampled_before_learning_starts``. ``None`` keeps an
+                explicitly set ``num_steps_sampled_before_learning_starts``
+                (in high-level steps); passing that argument alone also sets
+                ``warmup_env_steps`` to ``None``.
+            skill_horizon: H, low-level steps per skill, used only for the
+                warm-up conversion. Default: the skill model's horizon, else 10.
+            updates_per_step: gradient steps per sampled high-level transition
+                (paper: 1). Exact in expectation for any number of EnvRunners
+                (unlike RLlib's ``training_intensity``).
+            critic_hidden: width of the critic MLPs (kitchen 256).
+            critic_layers: number of linear layers of each critic MLP on
+                [s, a] (kitchen 5; maze 2). LeakyReLU(0.2), no BatchNorm.
+
+        Returns:
+            This config.
+        """
+        if "num_steps_sampled_before_learning_starts" in kwargs and warmup_env_steps is NotProvided:
+            warmup_env_steps = None
+        super().training(**kwargs)
+        for name, value in dict(
+            skill_model_path=skill_model_path,
+            target_divergence=target_divergence,
+            kl_estimator=kl_estimator,
+            kl_samples=kl_samples,
+            kl_reduction=kl_reduction,
+            use_skill_prior=use_skill_prior,
+            init_policy_from_prior=init_policy_from_prior,
+            warmup_env_steps=warmup_env_steps,
+            skill_horizon=skill_horizon,
+            updates_per_step=updates_per_step,
+            critic_hidden=critic_hidden,
+            critic_layers=critic_layers,
+        ).items():
+            if value is not NotProvided:
+                setattr(self, name, str(value) if name == "skill_model_path" and value is not None else value)
+        return self
+
+    # ---- validation & derived values ------------------------------------------------------
+    @override(SACConfig)
+    def validate(self) -> None:
+        super().validate()
+        errors = []
+        if not (isinstance(self.target_divergence, (int, float)) and self.target_divergence > 0):
+            errors.append(f"target_divergence (δ) must be a number > 0, got {self.target_divergence!r}")
+        if self.kl_estimator not in KL_ESTIMATORS:
+            errors.append(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}")
+        if self.kl_reduction not in ("mean", "sum"):
+            errors.append(f"kl_reduction must be 'mean' or 'sum', got {self.kl_reduction!r}")
+        if not (isinstance(self.kl_samples, int) and self.kl_samples >= 1):
+            errors.append(f"kl_samples must be an int >= 1, got {self.kl_samples!r}")
+        if not (isinstance(self.updates_per_step, (int, float)) and self.updates_per_step > 0):
+            errors.append(f"updates_per_step must be > 0, got {self.updates_per_step!r}")
+        if self.warmup_env_steps is not None and not (isinstance(self.warmup_env_steps, int) and self.warmup_env_steps >= 0):
+            errors.append(f"warmup_env_steps must be an int >= 0 or None, got {self.warmup_env_steps!r}")
+        if self.skill_horizon is not None and not (isinstance(self.skill_horizon, int) and self.skill_horizon >= 1):
+            errors.append(f"skill_horizon must be an int >= 1 or None, got {self.skill_horizon!r}")
+        for name in ("critic_hidden", "critic_layers"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                errors.append(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
+        if self.n_step != 1:
+            errors.append(f"SPiRL's transition replay supports n_step=1 only, got {self.n_step!r}")
+        if self.training_intensity is not None:
+            errors.append("training_intensity is not used by SPiRL: set updates_per_step instead")
+        needs_model = self.use_skill_prior or self.init_policy_from_prior
+        if needs_model and not self.skill_model_path:
+            errors.append(
+                "skill_model_path is required when use_skill_prior or init_policy_from_prior is True "
+                "(set both False for SAC from scratch in skill space)"
+            )
+        elif self.skill_model_path and not Path(self.skill_model_path).is_file():
+            errors.append(f"skill_model_path {self.skill_model_path!r} does not exist")
+        if errors:
+            raise ValueError("invalid SPiRLConfig:\n  - " + "\n  - ".join(errors))
+
+        self._skill_model_meta = _read_skill_model_meta(self.skill_model_path) if self.skill_model_path else None
+        if self.warmup_env_steps is not None:
+            self.num_steps_sampled_before_learning_starts = math.ceil(self.warmup_env_steps / self.horizon)
+
+    @property
+    def horizon(self) -> int:
+        """H used to convert env steps into high-level steps: ``skill_horizon`` > skill model's > 10."""
+        if self.skill_horizon is not None:
+            return self.skill_horizon
+        if self._skill_model_meta is not None:
+            return self._skill_model_meta["horizon"]
+        return 10
+
+    # ---- wiring ---------------------------------------------------------------------------
+    @override(SACConfig)
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        from spirl_ray.rl.spirl.rl_module import SPiRLTorchRLModule
+
+        return RLModuleSpec(module_class=SPiRLTorchRLModule)
+
+    @override(SACConfig)
+    def get_default_learner_class(self) -> Union[Type[Learner], str]:
+        from spirl_ray.rl.spirl.learner import SPiRLTorchLearner
+
+        return SPiRLTorchLearner
+
+    @property
+    @override(SACConfig)
+    def _model_config_auto_includes(self) -> Dict[str, Any]:
+        inc = super()._model_config_auto_includes | {
+            "skill_model_path": self.skill_model_path,
+            "use_skill_prior": self.use_skill_prior,
+            "init_policy_from_prior": self.init_policy_from_prior,
+            "critic_hidden": self.critic_hidden,
+            "critic_layers": self.critic_layers,
+        }
+        meta = self._skill_model_meta
+        if meta is None and self.skill_model_path and Path(self.skill_model_path).is_file():
+            meta = _read_skill_model_meta(self.skill_model_path)  # config used before validate()
+        if meta is not None:
+            inc |= {"policy_hidden": meta["prior_hidden"], "policy_layers": meta["prior_layers"], "policy_batch_norm": True}
+        return inc
+
+
+def _read_skill_model_meta(path: str) -> Dict[str, Any]:
+    """Architecture facts of a skill-model file the policy must mirror (reads the file once)."""
+    from spirl_ray.skills.checkpoint import load_skill_model
+
+    c = load_skill_model(path).config
+    return {
+        "obs_dim": c.obs_dim,
+        "latent_dim": c.latent_dim,
+        "horizon": c.horizon,
+        "prior_hidden": c.prior_hidden,
+        "prior_layers": c.prior_layers,
+    }

@@ -1,0 +1,163 @@
+"""SPiRL RL module: prior-shaped Gaussian policy, twin LeakyReLU critics, frozen skill prior.
+
+Networks (appendix B.2: "the architecture of policy and critic mirror the one
+of the skill prior network"):
+
+* ``pi``: a :class:`~spirl_ray.skills.models.GaussianMLP` with the prior's
+  architecture (obs_dim -> 2Z = [mu, log_sigma]), its BatchNorm layers frozen
+  (:func:`~spirl_ray.skills.models.freeze_batch_norm`), initialised from the
+  prior's weights (appendix F) when ``model_config["skill_model_path"]`` is set
+  and ``init_policy_from_prior`` is True. Its output is exactly what RLlib's
+  ``TorchSquashedGaussian`` reads, so EnvRunners act a = tanh(u) in [-1, 1],
+  rescaled to the skill env's Box(-2, 2) -> z = 2·tanh(u).
+* ``qf``/``qf_twin`` (+ target copies): MLPs on [s, a] with LeakyReLU(0.2),
+  ``critic_layers`` linear layers of width ``critic_hidden`` (kitchen: 5 x 256),
+  no BatchNorm, no separate obs/action streams.
+* ``skill_prior``: the frozen prior p(z|s) — learner side only (not built when
+  ``inference_only``), never trained, absent from EnvRunners.
+
+``model_config`` keys (set by :class:`~spirl_ray.rl.spirl.config.SPiRLConfig`):
+``skill_model_path`` (str | None), ``init_policy_from_prior`` (bool),
+``use_skill_prior`` (bool, build the prior for the KL), ``policy_hidden``,
+``policy_layers``, ``policy_batch_norm`` (policy architecture; must match the
+prior's when it is loaded), ``critic_hidden``, ``critic_layers``, ``twin_q``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, List
+
+import torch
+import torch.nn as nn
+from ray.rllib.algorithms.sac.sac_catalog import SACCatalog
+from ray.rllib.algorithms.sac.torch.default_sac_torch_rl_module import DefaultSACTorchRLModule
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.models.base import ENCODER_OUT
+from ray.rllib.core.rl_module.rl_module import RLModule
+from ray.rllib.utils.annotations import override
+
+from spirl_ray.skills.models import GaussianMLP, build_mlp, freeze_batch_norm
+
+#: ``fwd_out`` keys holding the prior's (B, 2Z) Gaussian params at ``obs`` / ``next_obs``.
+PRIOR_DIST_INPUTS = "prior_dist_inputs"
+PRIOR_DIST_INPUTS_NEXT = "prior_dist_inputs_next"
+
+#: defaults of the model_config keys this module reads.
+MODEL_DEFAULTS: Dict[str, Any] = {
+    "skill_model_path": None,
+    "init_policy_from_prior": True,
+    "use_skill_prior": True,
+    "policy_hidden": 128,
+    "policy_layers": 6,
+    "policy_batch_norm": True,
+    "critic_hidden": 256,
+    "critic_layers": 5,
+}
+
+
+class _ObsEncoder(nn.Module):
+    """Parameter-free 'encoder' passing ``obs`` through (keeps RLlib's encoder/head split)."""
+
+    def forward(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return {ENCODER_OUT: batch[Columns.OBS].float()}
+
+
+class _ObsActionEncoder(nn.Module):
+    """Parameter-free 'encoder' for critics: concat [obs, action] -> (B, S + Z)."""
+
+    def forward(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return {ENCODER_OUT: torch.cat([batch[Columns.OBS].float(), batch[Columns.ACTIONS].float()], dim=-1)}
+
+
+class SPiRLTorchRLModule(DefaultSACTorchRLModule):
+    """SAC RL module with a prior-shaped policy and a frozen skill prior (learner side only)."""
+
+    def __init__(self, *args, **kwargs):
+        # The catalog is only used by the parent for spaces/dist classes; we build our own nets.
+        kwargs.setdefault("catalog_class", SACCatalog)
+        super().__init__(*args, **kwargs)
+
+    def _cfg(self, key: str) -> Any:
+        return self.model_config.get(key, MODEL_DEFAULTS[key])
+
+    @override(RLModule)
+    def setup(self):
+        obs_dim = int(self.observation_space.shape[0])
+        act_dim = int(self.action_space.shape[0])
+        self.twin_q = self.model_config.get("twin_q", True)
+
+        self.pi_encoder = _ObsEncoder()
+        self.pi = freeze_batch_norm(
+            GaussianMLP(obs_dim, act_dim, self._cfg("policy_hidden"), self._cfg("policy_layers"), self._cfg("policy_batch_norm"))
+        )
+
+        if not self.inference_only:
+            hidden, layers = self._cfg("critic_hidden"), self._cfg("critic_layers")
+            self.qf_encoder = _ObsActionEncoder()
+            self.qf = build_mlp(obs_dim + act_dim, 1, hidden, layers, batch_norm=False)
+            if self.twin_q:
+                self.qf_twin_encoder = _ObsActionEncoder()
+                self.qf_twin = build_mlp(obs_dim + act_dim, 1, hidden, layers, batch_norm=False)
+
+            path = self._cfg("skill_model_path")
+            self.skill_prior = None
+            if path is not None:
+                prior = self._load_prior(path, obs_dim, act_dim)
+                if self._cfg("init_policy_from_prior"):
+                    self._init_policy_from(prior)
+                if self._cfg("use_skill_prior"):
+                    self.skill_prior = prior
+            elif self._cfg("use_skill_prior"):
+                raise ValueError("use_skill_prior=True needs model_config['skill_model_path']")
+
+    # ---- prior ---------------------------------------------------------------------------
+    def _load_prior(self, path: str, obs_dim: int, act_dim: int) -> nn.Module:
+        """Load p(z|s) from a skill-model file; eval mode, requires_grad False; check shapes."""
+        from spirl_ray.skills.checkpoint import load_skill_model
+
+        skill_model = load_skill_model(path)
+        prior = skill_model.prior
+        if (prior.in_dim, prior.out_dim) != (obs_dim, act_dim):
+            raise ValueError(
+                f"skill prior in {path!r} maps {prior.in_dim}-d states to {prior.out_dim}-d skills, but the env has "
+                f"{obs_dim}-d observations and a {act_dim}-d skill action space"
+            )
+        prior.eval().requires_grad_(False)
+        return prior
+
+    def _init_policy_from(self, prior: nn.Module) -> None:
+        """Copy the prior's weights (incl. BatchNorm running stats) into the frozen-BN policy (appendix F)."""
+        src = freeze_batch_norm(copy.deepcopy(prior))
+        try:
+            self.pi.load_state_dict(src.state_dict())
+        except RuntimeError as e:
+            raise ValueError(
+                "policy architecture (model_config policy_hidden/policy_layers/policy_batch_norm) does not match "
+                f"the skill prior's: {e}"
+            ) from None
+
+    # ---- RLlib hooks ---------------------------------------------------------------------
+    @override(DefaultSACTorchRLModule)
+    def get_non_inference_attributes(self) -> List[str]:
+        return super().get_non_inference_attributes() + ["skill_prior"]
+
+    def train(self, mode: bool = True):
+        """Keep the frozen prior in eval mode whatever mode the module is put in."""
+        super().train(mode)
+        if getattr(self, "skill_prior", None) is not None:
+            self.skill_prior.eval()
+        return self
+
+    def prior_params(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, 2Z) [mu, log_sigma] of p(z|s), without gradients."""
+        with torch.no_grad():
+            return self.skill_prior(obs.float())
+
+    @override(DefaultSACTorchRLModule)
+    def _forward_train_continuous(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        out = super()._forward_train_continuous(batch)
+        if getattr(self, "skill_prior", None) is not None:
+            out[PRIOR_DIST_INPUTS] = self.prior_params(batch[Columns.OBS])
+            out[PRIOR_DIST_INPUTS_NEXT] = self.prior_params(batch[Columns.NEXT_OBS])
+        return out
