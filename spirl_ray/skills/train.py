@@ -135,7 +135,7 @@ def train_skill_prior(
         opt.step()
         if step % 50 == 0 or step == train_config.num_steps:
             for k, v in out.items():
-                writer.add_scalar(f"train/{k}", float(v), step)
+                writer.add_scalar(f"train/{k}", float(v.detach()), step)
             bar.set_postfix(mse=f"{float(out['mse']):.4f}", prior=f"{float(out['prior_loss']):.2f}")
         if step % train_config.val_every == 0 or step == train_config.num_steps:
             val = evaluate(model, dataset, train_config.batch_size, train_config.val_batches, device)
