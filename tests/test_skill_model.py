@@ -39,10 +39,11 @@ def test_loss_terms_match_eq4():
     torch.manual_seed(1)
     out = m.loss(states, actions)
     q = m.posterior(actions, states)
-    expect_kl = kl_divergence(q, Normal(0.0, 1.0)).sum(-1).mean()
-    expect_prior = kl_divergence(q, m.prior.dist(states[:, 0])).sum(-1).mean()
+    expect_kl = kl_divergence(q, Normal(0.0, 1.0)).mean()
+    expect_prior = kl_divergence(q, m.prior.dist(states[:, 0])).mean()
     assert torch.allclose(out["kl"], expect_kl, atol=1e-5)
     assert torch.allclose(out["prior_loss"], expect_prior, atol=1e-5)
+    assert torch.allclose(out["reconstruction"], 0.5 * out["mse"])
     assert torch.allclose(out["loss"], out["reconstruction"] + 0.3 * out["kl"] + out["prior_loss"], atol=1e-4)
 
 

@@ -64,7 +64,12 @@ def data_stage(cfg: ExperimentConfig, show_progress: bool = True) -> Path:
         random_action_fraction=c.random_action_fraction,
         show_progress=show_progress,
     )
-    say("data: collector success per subtask: " + json.dumps(summary.get("success_rate", summary.get("per_subtask", {}))))
+    rates = {
+        name: (f"{v['successes']}/{v['attempts']}" if v.get("attempts") else "not scripted")
+        for name, v in summary.get("per_subtask", {}).items()
+    }
+    say(f"data: collector success per subtask: {rates}; mean episode length "
+        f"{summary.get('mean_episode_length', float('nan')):.0f} env steps")
     return path
 
 

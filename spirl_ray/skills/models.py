@@ -182,30 +182,35 @@ class SkillModel(nn.Module):
     def loss(self, states: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
         """Eq. 4: reconstruction + beta * KL(q || N(0,I)) + KL(stopgrad(q) || p(z|s_0)).
 
+        Every term is a per-element mean, as in the reference implementation
+        (so beta = 5e-4 weighs the same as there): the reconstruction is the
+        unit-variance Gaussian NLL 0.5 (a - a_hat)^2 (up to a constant)
+        averaged over B, H and A; both KLs are averaged over B and the Z latent
+        dims.
+
         Args:
             states: (B, H+1, S) float; states[:, t] is the state action t was taken in.
             actions: (B, H, A) float.
 
         Returns:
             dict with ``loss`` (scalar to minimise) and the detached terms
-            ``reconstruction`` (sum over H and A, mean over batch, unit-variance
-            Gaussian up to constants), ``mse`` (per element), ``kl`` (q vs
-            N(0,I), summed over Z) and ``prior_loss`` (analytic KL of the
-            detached posterior to the prior, summed over Z).
+            ``reconstruction``, ``mse`` (mean squared error per action element),
+            ``kl`` (q vs N(0,I), nats per latent dim) and ``prior_loss``
+            (analytic KL of the detached posterior to the prior, nats per latent dim).
         """
         q = self.posterior(actions, states)
         z = q.rsample()
         a_hat = self.reconstruct(z, states)
-        sq_err = (a_hat - actions).pow(2)
-        rec = sq_err.sum(dim=(1, 2)).mean()
-        kl = kl_divergence(q, Normal(torch.zeros_like(q.loc), torch.ones_like(q.scale))).sum(-1).mean()
+        mse = (a_hat - actions).pow(2).mean()
+        rec = 0.5 * mse
+        kl = kl_divergence(q, Normal(torch.zeros_like(q.loc), torch.ones_like(q.scale))).mean()
         q_detached = Normal(q.loc.detach(), q.scale.detach())
-        prior_loss = kl_divergence(q_detached, self.prior.dist(states[:, 0])).sum(-1).mean()
+        prior_loss = kl_divergence(q_detached, self.prior.dist(states[:, 0])).mean()
         loss = rec + self.config.beta * kl + prior_loss
         return {
             "loss": loss,
             "reconstruction": rec.detach(),
-            "mse": sq_err.mean().detach(),
+            "mse": mse.detach(),
             "kl": kl.detach(),
             "prior_loss": prior_loss.detach(),
         }
