@@ -2,9 +2,9 @@
 
 import json
 
-import pandas as pd
 import pytest
 
+from spirl_ray.experiments.plot import read_results
 from spirl_ray.run import main
 
 TINY = """
@@ -45,11 +45,14 @@ def test_cli_runs_the_whole_pipeline_and_resume_skips_finished(tiny_config, tmp_
     rollouts = json.loads((root / "prior_rollouts.json").read_text())
     assert rollouts["prior"]["episodes"] == 1 and rollouts["normal"]["env_steps"] > 0
     assert len(list((tmp_path / "runs" / "prior_cache").glob("*/skill_model.pt"))) == 1
-    progress = list((root / "tune" / "spirl").glob("*/progress.csv"))
-    assert len(progress) == 1
-    df = pd.read_csv(progress[0])
+    results = list((root / "tune" / "spirl").glob("*/result.json"))
+    assert len(results) == 1
+    df = read_results(results[0])
     env_steps = df["env_runners/env_steps_lifetime"]
     assert env_steps.iloc[-1] >= 400 and env_steps.is_monotonic_increasing
+    # the learner trained after warm-up: alpha and the KL to the prior are logged
+    assert df["learners/default_policy/kl_to_prior"].notna().any()
+    assert df["learners/default_policy/alpha_value"].dropna().nunique() > 1
     out = capsys.readouterr().out
     assert "tensorboard --logdir" in out
 
@@ -57,7 +60,7 @@ def test_cli_runs_the_whole_pipeline_and_resume_skips_finished(tiny_config, tmp_
     assert main(["--config", str(tiny_config), "--num-cpus", "2", "--no-progress", "--resume"]) == 0
     out = capsys.readouterr().out
     assert "data: using" in out and "prior: cached" in out and "prior rollouts: cached" in out
-    assert len(pd.read_csv(progress[0])) == len(df)
+    assert len(read_results(results[0])) == len(df)
 
 
 def test_cli_rejects_unknown_key_with_valid_keys(tmp_path, capsys):

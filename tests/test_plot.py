@@ -3,18 +3,21 @@
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from spirl_ray.experiments.plot import ENV_STEPS_KEY, aggregate, load_curves, main
 
-M = "env_runners/num_subtasks_completed"
+M = "env_runners/num_subtasks_completed_mean"
 
 
 def _trial(root, exp, name, xs, ys, method=None):
+    """A Tune-like trial folder: nested result dicts, one JSON line per iteration."""
     d = root / exp / name
     d.mkdir(parents=True)
-    pd.DataFrame({ENV_STEPS_KEY: xs, M: ys, "other": 1}).to_csv(d / "progress.csv", index=False)
+    with open(d / "result.json", "w") as f:
+        for x, y in zip(xs, ys):
+            f.write(json.dumps({"env_runners": {"env_steps_lifetime": x, "num_subtasks_completed_mean": y},
+                                "config": {"lr": 1}, "other": 1}) + "\n")
     (d / "params.json").write_text(json.dumps({"method": method} if method else {}))
 
 
@@ -41,3 +44,16 @@ def test_missing_metric_and_empty_dir(tmp_path):
     _trial(tmp_path, "spirl", "s0", [0, 1], [0, 1])
     with pytest.raises(KeyError, match="no trial logged"):
         load_curves([tmp_path], metric="nope")
+
+
+def test_metric_that_starts_late_is_read(tmp_path):
+    """Learner metrics appear only after warm-up; rows without them are skipped, not fatal."""
+    d = tmp_path / "spirl" / "t0"
+    d.mkdir(parents=True)
+    rows = [{"env_runners": {"env_steps_lifetime": 100}},
+            {"env_runners": {"env_steps_lifetime": 200}, "learners": {"default_policy": {"alpha_value": 0.5}}},
+            {"env_runners": {"env_steps_lifetime": 300}, "learners": {"default_policy": {"alpha_value": 0.7}}}]
+    (d / "result.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (c,) = load_curves([tmp_path], metric="learners/default_policy/alpha_value")
+    np.testing.assert_allclose(c.x, [200, 300])
+    np.testing.assert_allclose(c.y, [0.5, 0.7])

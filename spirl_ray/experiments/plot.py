@@ -2,8 +2,10 @@
 
 ``python -m spirl_ray.plot EXPERIMENT_DIR [EXPERIMENT_DIR ...] [--metric KEY] [--out FILE.png]``
 
-Every trial folder (one with ``progress.csv``) below the given directories is
-one curve; curves are grouped into methods (the trial's ``method`` tag when
+Every trial folder below the given directories is one curve, read from Tune's
+``result.json`` (one JSON result per line, flattened to ``a/b/c`` keys; Tune's
+``progress.csv`` fixes its columns at the first result, so metrics that start
+after warm-up — alpha, KL, Q — are missing there); curves are grouped into methods (the trial's ``method`` tag when
 present, else the experiment folder's name), resampled on a common env-step
 grid, and drawn as mean ± std over seeds. A markdown table gives, per method,
 the final value (mean over the last 10 % of the grid) and the normalised area
@@ -23,7 +25,7 @@ import pandas as pd
 #: x axis: low-level env steps (the paper's), logged by the SPiRL metrics callback.
 ENV_STEPS_KEY = "env_runners/env_steps_lifetime"
 #: default y: subtasks completed per episode (kitchen), under the env's scoring.
-DEFAULT_METRIC = "env_runners/num_subtasks_completed"
+DEFAULT_METRIC = "env_runners/num_subtasks_completed_mean"
 
 
 @dataclass
@@ -46,26 +48,39 @@ def _method_of(trial_dir: Path) -> str:
     return trial_dir.parent.name
 
 
+def read_results(path: str | Path) -> pd.DataFrame:
+    """A trial's ``result.json`` (JSON lines) as a DataFrame with ``/``-joined nested keys; ``config`` dropped."""
+    rows = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                row = json.loads(line)
+                row.pop("config", None)
+                rows.append(row)
+    return pd.json_normalize(rows, sep="/")
+
+
 def load_curves(exp_dirs: list[str | Path], metric: str = DEFAULT_METRIC, x_key: str = ENV_STEPS_KEY) -> list[Curve]:
     """One :class:`Curve` per trial below ``exp_dirs`` that logged both ``x_key`` and ``metric``.
 
     Raises:
-        FileNotFoundError: no ``progress.csv`` below any of the directories.
+        FileNotFoundError: no ``result.json`` below any of the directories.
         KeyError: trials exist but none logged ``metric`` (the message lists the numeric columns seen).
     """
     curves: list[Curve] = []
     seen: set[str] = set()
-    files = [p for d in exp_dirs for p in sorted(Path(d).rglob("progress.csv"))]
+    files = [p for d in exp_dirs for p in sorted(Path(d).rglob("result.json"))]
     if not files:
-        raise FileNotFoundError(f"no Tune trial (progress.csv) found below {[str(d) for d in exp_dirs]}")
+        raise FileNotFoundError(f"no Tune trial (result.json) found below {[str(d) for d in exp_dirs]}")
     for f in files:
         if f.stat().st_size == 0:
             continue
-        df = pd.read_csv(f)
+        df = read_results(f)
         seen.update(c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]))
-        if metric not in df or x_key not in df:
+        if metric not in df or x_key not in df:  # e.g. alpha before warm-up ends: rows without it are dropped below
             continue
-        d = df[[x_key, metric]].dropna()
+        d = df[[x_key, metric]].apply(pd.to_numeric, errors="coerce").dropna()
         if d.empty:
             continue
         curves.append(Curve(_method_of(f.parent), f.parent.name, d[x_key].to_numpy(float), d[metric].to_numpy(float)))

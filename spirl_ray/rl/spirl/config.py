@@ -73,6 +73,11 @@ class SPiRLConfig(SACConfig):
         self.updates_per_step: float = 1.0
         self.critic_hidden: int = 256
         self.critic_layers: int = 5
+        # ---- speed (see `training()`); learning is the same either way ----
+        self.learner_fast_path: bool = True
+        self.max_updates_per_learner_call: int = 64
+        self.learner_torch_threads: Optional[int] = None
+        self.overlap_sampling: bool = True
         # ---- paper hyperparameters (RLlib's SAC defaults differ) ----
         self.train_batch_size_per_learner = 256
         self.actor_lr = 3e-4
@@ -105,6 +110,10 @@ class SPiRLConfig(SACConfig):
         updates_per_step: Optional[float] = NotProvided,
         critic_hidden: Optional[int] = NotProvided,
         critic_layers: Optional[int] = NotProvided,
+        learner_fast_path: Optional[bool] = NotProvided,
+        max_updates_per_learner_call: Optional[int] = NotProvided,
+        learner_torch_threads: Optional[int] = NotProvided,
+        overlap_sampling: Optional[bool] = NotProvided,
         **kwargs,
     ) -> "SPiRLConfig":
         """SPiRL settings on top of ``SACConfig.training`` (all SAC arguments still apply).
@@ -149,6 +158,32 @@ class SPiRLConfig(SACConfig):
             critic_hidden: width of the critic MLPs (kitchen 256).
             critic_layers: number of linear layers of each critic MLP on
                 [s, a] (kitchen 5; maze 2). LeakyReLU(0.2), no BatchNorm.
+            learner_fast_path: True (default): the gradient steps of a
+                ``training_step`` go to the learner as ONE batch of K x
+                ``train_batch_size_per_learner`` replay samples, and the learner
+                runs K exact Algorithm-1 steps on consecutive minibatches (target
+                polyak update per step) without RLlib's per-update bookkeeping
+                (:class:`~spirl_ray.rl.spirl.learner.SPiRLTorchLearner`). False:
+                one ``learner_group.update`` per gradient step (RLlib's reference
+                path). Same losses either way (``tests/test_fast_path.py``).
+            max_updates_per_learner_call: cap on K per learner call (bounds the
+                batch sent at once; default 64).
+            learner_torch_threads: torch intra-op threads of a local learner
+                (``num_learners=0``), set when it is built. ``None`` (default):
+                ``num_cpus_for_main_process`` (1 unless raised), the CPUs Ray/Tune
+                reserve for it; ``0``: leave torch's setting alone. One thread
+                is the fastest on a 2-core machine that also runs EnvRunners:
+                with two, every op waits for a second thread that competes with
+                the samplers for a core.
+            overlap_sampling: True (default): with remote EnvRunners, each
+                ``training_step`` sends the sample requests first, takes the
+                gradient steps earned by the previous samples while the runners
+                sample, then collects the new samples (a learner and a runner
+                then keep both cores busy instead of waiting for each other).
+                The updates : high-level steps ratio stays ``updates_per_step``;
+                the sampling policy lags one ``training_step`` further behind
+                (it holds the weights from before the latest K updates).
+                False: sample, then update (strictly alternating).
 
         Returns:
             This config.
@@ -169,6 +204,10 @@ class SPiRLConfig(SACConfig):
             updates_per_step=updates_per_step,
             critic_hidden=critic_hidden,
             critic_layers=critic_layers,
+            learner_fast_path=learner_fast_path,
+            max_updates_per_learner_call=max_updates_per_learner_call,
+            learner_torch_threads=learner_torch_threads,
+            overlap_sampling=overlap_sampling,
         ).items():
             if value is not NotProvided:
                 setattr(self, name, str(value) if name == "skill_model_path" and value is not None else value)
@@ -196,6 +235,12 @@ class SPiRLConfig(SACConfig):
         for name in ("critic_hidden", "critic_layers"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 errors.append(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
+        if not (isinstance(self.max_updates_per_learner_call, int) and self.max_updates_per_learner_call >= 1):
+            errors.append(f"max_updates_per_learner_call must be an int >= 1, got {self.max_updates_per_learner_call!r}")
+        if self.learner_torch_threads is not None and not (
+            isinstance(self.learner_torch_threads, int) and self.learner_torch_threads >= 0
+        ):
+            errors.append(f"learner_torch_threads must be None or an int >= 0, got {self.learner_torch_threads!r}")
         if self.n_step != 1:
             errors.append(f"SPiRL's transition replay supports n_step=1 only, got {self.n_step!r}")
         if self.training_intensity is not None:

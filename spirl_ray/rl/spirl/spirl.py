@@ -13,11 +13,23 @@ Differences to RLlib's ``SAC`` (besides the learner / RL module):
   batch goes to the learner as a ready ``MultiAgentBatch``.
 * Logs ``num_gradient_updates_lifetime``, ``num_gradient_updates`` (this
   iteration) and ``replay_buffer_size`` at the top level of the result dict.
+
+Speed (config switches, see :class:`SPiRLConfig`; ``benchmarks/`` measures them):
+
+* ``learner_fast_path``: all gradient steps of a ``training_step`` go to the
+  learner in one call (one replay gather of K x 256 rows); the learner runs K
+  exact Algorithm-1 steps (:mod:`spirl_ray.rl.spirl.learner`).
+* ``overlap_sampling``: with remote EnvRunners, the runners sample the next
+  high-level steps while the learner takes the gradient steps earned by the
+  previous ones, instead of both waiting for each other. The update ratio stays
+  exact; the policy that samples lags one ``training_step`` more (it holds the
+  weights from before the latest batch of updates).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Optional
+import time
+from typing import Any, Dict, Iterable, List, Optional
 
 import numpy as np
 from ray.rllib.algorithms.sac.sac import SAC
@@ -49,6 +61,13 @@ NUM_UPDATES_LIFETIME = "num_gradient_updates_lifetime"
 NUM_UPDATES = "num_gradient_updates"
 #: top-level result key: replay buffer size (transitions).
 REPLAY_SIZE = "replay_buffer_size"
+#: tag of the asynchronous sample requests (``overlap_sampling``).
+_SAMPLE_TAG = "spirl_sample"
+
+
+def _sample_with_metrics(env_runner):
+    """What ``synchronous_parallel_sample`` runs on each EnvRunner: one sample() call and its metrics."""
+    return env_runner.sample(), env_runner.get_metrics()
 
 
 class TransitionReplayBuffer:
@@ -153,57 +172,111 @@ class SPiRL(SAC):
             self.config.replay_buffer_config.get("capacity", int(1e6)), seed=self.config.seed
         )
         self._update_credit = 0.0
+        self._pending_updates = 0  # earned by the last sample, taken by the next training_step (overlap)
 
     @override(SAC)
     def training_step(self) -> None:
-        cfg = self.config
+        if self.config.overlap_sampling and self.env_runner_group.num_remote_env_runners() > 0:
+            return self._training_step_overlapped()
         # ---- Algorithm 1 lines 4-6: collect high-level transitions -------------------------
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
             episodes, env_runner_results = synchronous_parallel_sample(
                 worker_set=self.env_runner_group,
                 concat=True,
-                sample_timeout_s=cfg.sample_timeout_s,
+                sample_timeout_s=self.config.sample_timeout_s,
                 _uses_new_env_runners=True,
                 _return_metrics=True,
             )
+        n_updates = self._add_samples(episodes, env_runner_results)
+        # ---- lines 7-12: `updates_per_step` gradient steps per new transition ------------
+        self._learn_and_sync(n_updates)
+
+    def _training_step_overlapped(self) -> None:
+        """Sample on the remote EnvRunners while the learner takes the updates earned so far.
+
+        1. one asynchronous ``sample()`` request per EnvRunner (weights: the last sync);
+        2. meanwhile, the gradient steps earned by the previous samples, then a
+           fire-and-forget weight sync (each runner applies it after its current sample);
+        3. wait for the samples, add them, earn the updates of the next call.
+        """
+        group = self.env_runner_group
+        if group.num_in_flight_async_reqs(_SAMPLE_TAG) == 0:
+            group.foreach_env_runner_async(_sample_with_metrics, tag=_SAMPLE_TAG)
+        n_updates, self._pending_updates = self._pending_updates, 0
+        self._learn_and_sync(n_updates)
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            results = []
+            timeout = self.config.sample_timeout_s
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while group.num_in_flight_async_reqs(_SAMPLE_TAG) > 0:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                results += group.fetch_ready_async_reqs(tags=_SAMPLE_TAG, timeout_seconds=wait)
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+        episodes = [ep for _, (eps, _) in results for ep in eps]
+        self._pending_updates = self._add_samples(episodes, [m for _, (_, m) in results])
+
+    def _add_samples(self, episodes: List[Any], env_runner_results: List[Dict[str, Any]]) -> int:
+        """Aggregate the runners' metrics, add the transitions; returns the gradient steps they earn."""
+        cfg = self.config
         self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
         with self.metrics.log_time((TIMERS, REPLAY_BUFFER_ADD_DATA_TIMER)):
             n_new = self.local_replay_buffer.add_episodes(episodes)
         self.metrics.log_value(REPLAY_SIZE, len(self.local_replay_buffer), window=1)
-
         sampled = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
-        # ---- lines 7-12: `updates_per_step` gradient steps per new transition ------------
-        n_updates = 0
-        if sampled >= cfg.num_steps_sampled_before_learning_starts and len(self.local_replay_buffer) > 0:
-            self._update_credit += n_new * cfg.updates_per_step
-            n_updates = int(self._update_credit)
-            self._update_credit -= n_updates
+        if sampled < cfg.num_steps_sampled_before_learning_starts or len(self.local_replay_buffer) == 0:
+            return 0
+        self._update_credit += n_new * cfg.updates_per_step
+        n_updates = int(self._update_credit)
+        self._update_credit -= n_updates
+        return n_updates
+
+    def _learn_and_sync(self, n_updates: int) -> None:
+        """Take ``n_updates`` gradient steps, then push the new policy weights to the EnvRunners."""
         self.metrics.log_value(NUM_UPDATES_LIFETIME, n_updates, reduce="lifetime_sum")
         self.metrics.log_value(NUM_UPDATES, n_updates, reduce="sum")
         if n_updates == 0:
             return
         timesteps = {
-            NUM_ENV_STEPS_SAMPLED_LIFETIME: sampled,
+            NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0),
             NUM_AGENT_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
                 (ENV_RUNNER_RESULTS, NUM_AGENT_STEPS_SAMPLED_LIFETIME), default={}
             ),
         }
-        for _ in range(n_updates):
-            with self.metrics.log_time((TIMERS, REPLAY_BUFFER_SAMPLE_TIMER)):
-                data = self.local_replay_buffer.sample(cfg.total_train_batch_size)
-                batch = MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(data)}, env_steps=len(data[Columns.REWARDS]))
-            with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-                learner_results = self.learner_group.update(batch=batch, timesteps=timesteps)
-                for res in learner_results:
-                    for module_results in res.values():
-                        if isinstance(module_results, dict):
-                            module_results.pop(TD_ERROR_KEY, None)
-                self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
-
-        # ---- push the new policy weights to the EnvRunners ---------------------------------
+        learner_results = self._learn(n_updates, timesteps)
         with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
             self.env_runner_group.sync_weights(
                 from_worker_or_learner_group=self.learner_group,
                 policies=set(learner_results[0].keys()) - {ALL_MODULES},
                 inference_only=True,
             )
+
+    def _learn(self, n_updates: int, timesteps: Dict[str, Any]) -> List[Dict[str, Any]]:
+        """``n_updates`` gradient steps on uniform replay batches; returns the last learner results.
+
+        Fast path (``learner_fast_path``): K = up to ``max_updates_per_learner_call``
+        batches are drawn in one replay gather and sent in ONE
+        ``learner_group.update(batch, minibatch_size=B, num_epochs=1)``; the
+        learner takes K sequential gradient steps (each with its target update).
+        Otherwise one ``learner_group.update`` per gradient step.
+        """
+        cfg = self.config
+        batch_size = cfg.total_train_batch_size
+        per_call = cfg.max_updates_per_learner_call if cfg.learner_fast_path else 1
+        learner_results: List[Dict[str, Any]] = []
+        done = 0
+        while done < n_updates:
+            k = min(per_call, n_updates - done)
+            with self.metrics.log_time((TIMERS, REPLAY_BUFFER_SAMPLE_TIMER)):
+                data = self.local_replay_buffer.sample(k * batch_size)
+                batch = MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(data)}, env_steps=k * batch_size)
+            with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+                kwargs = {"minibatch_size": cfg.train_batch_size_per_learner, "num_epochs": 1} if cfg.learner_fast_path else {}
+                learner_results = self.learner_group.update(batch=batch, timesteps=timesteps, **kwargs)
+                for res in learner_results:
+                    for module_results in res.values():
+                        if isinstance(module_results, dict):
+                            module_results.pop(TD_ERROR_KEY, None)
+                self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+            done += k
+        return learner_results
