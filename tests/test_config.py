@@ -62,3 +62,11 @@ def test_bad_value_and_bad_yaml_and_missing_file(tmp_path):
 def test_overrides(tmp_path):
     cfg = load_config(_write(tmp_path, "name: x\n"), {"rl.env_steps": 123, "skill_model.horizon": 3})
     assert cfg.rl.env_steps == 123 and cfg.skill_model_config(4, 2).horizon == 3
+
+
+def test_collected_dataset_name_follows_collect_settings(tmp_path):
+    a = load_config(_write(tmp_path, "name: x\ndata: {collect: {episodes: 10}}\n"))
+    b = load_config(_write(tmp_path, "name: x\ndata: {collect: {episodes: 20}}\n"))
+    c = load_config(_write(tmp_path, "name: x\ndata: {path: /some/file.hdf5}\n"))
+    assert a.dataset_path != b.dataset_path and "10ep" in a.dataset_path.name
+    assert str(c.dataset_path) == "/some/file.hdf5"

@@ -1,8 +1,5 @@
 """End-to-end SPiRL on a synthetic skill env: training, update ratio, metrics, checkpoints, Tune."""
 
-import sys
-
-import gymnasium as gym
 import numpy as np
 import pytest
 import ray
@@ -13,39 +10,14 @@ from ray.tune.registry import register_env
 
 from spirl_ray.rl.callbacks import SPiRLMetricsCallback
 from spirl_ray.rl.spirl import SPiRL, SPiRLConfig
-from spirl_ray.skills.checkpoint import save_skill_model
-from spirl_ray.skills.models import SkillModel, SkillModelConfig
 
-OBS, Z, H, T = 8, 4, 10, 5
+import toy_skill_env
+from toy_skill_env import H, OBS, T, Z, ToySkillEnv, save_toy_skill_model
+
 WARMUP_ENV_STEPS = 100  # = 10 high-level steps
 
-# EnvRunner processes cannot import this test module: ship its classes by value.
-cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-class ToySkillEnv(gym.Env):
-    """Skill-env stand-in: 8-d obs, Box(-2, 2, (4,)) skills, T high-level steps of H env steps each.
-
-    Reward prefers z = (1, 1, 1, 1); info carries the kitchen-style keys.
-    """
-
-    def __init__(self, config=None):
-        self.observation_space = gym.spaces.Box(-10, 10, (OBS,), np.float32)
-        self.action_space = gym.spaces.Box(-2, 2, (Z,), np.float32)
-        self.t = 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self.np_random.normal(size=OBS).astype(np.float32), {}
-
-    def step(self, action):
-        assert self.action_space.contains(np.asarray(action, np.float32)), action
-        self.t += 1
-        obs = self.np_random.normal(size=OBS).astype(np.float32)
-        done = self.t >= T
-        info = {"env_steps": H, "num_subtasks_completed": self.t // 2, "success": done}
-        return obs, -float(np.sum((action - 1.0) ** 2)), False, done, info
+# EnvRunner processes cannot import the tests folder: ship the toy env by value.
+cloudpickle.register_pickle_by_value(toy_skill_env)
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +30,7 @@ def ray_session():
 
 @pytest.fixture(scope="module")
 def skill_model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    model = SkillModel(SkillModelConfig(obs_dim=OBS, action_dim=3, horizon=H, latent_dim=Z)).eval()
-    return str(save_skill_model(tmp_path_factory.mktemp("skills") / "skills.pt", model))
+    return save_toy_skill_model(tmp_path_factory.mktemp("skills") / "skills.pt")
 
 
 def _config(path, num_env_runners=1):

@@ -9,44 +9,17 @@ from ray.rllib.core.columns import Columns
 
 from spirl_ray.rl.spirl import SPiRLConfig, SPiRLTorchLearner, SPiRLTorchRLModule
 from spirl_ray.rl.spirl.rl_module import PRIOR_DIST_INPUTS, PRIOR_DIST_INPUTS_NEXT
-from spirl_ray.skills.checkpoint import save_skill_model
-from spirl_ray.skills.models import SkillModel, SkillModelConfig
 
-OBS, Z, H = 8, 4, 10
+from toy_skill_env import H, OBS, Z, ToySkillEnv, save_toy_skill_model
+
 OBS_SPACE = gym.spaces.Box(-10, 10, (OBS,), np.float32)
 ACT_SPACE = gym.spaces.Box(-2, 2, (Z,), np.float32)
 
 
-class ToySkillEnv(gym.Env):
-    """Stand-in for the skill env: 8-d obs, Box(-2, 2, (4,)) skills, 5 high-level steps, H env steps each."""
-
-    observation_space, action_space = OBS_SPACE, ACT_SPACE
-
-    def __init__(self, config=None):
-        self.t = 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self.np_random.normal(size=OBS).astype(np.float32), {}
-
-    def step(self, action):
-        self.t += 1
-        obs = self.np_random.normal(size=OBS).astype(np.float32)
-        return obs, -float(np.sum((action - 1.0) ** 2)), False, self.t >= 5, {"env_steps": H}
-
-
 @pytest.fixture(scope="module")
 def skill_model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    model = SkillModel(SkillModelConfig(obs_dim=OBS, action_dim=3, horizon=H, latent_dim=Z))
     # Non-trivial BatchNorm running statistics, so that "policy == prior" also checks them.
-    model.prior.train()
-    with torch.no_grad():
-        for _ in range(20):
-            model.prior(3.0 * torch.randn(64, OBS) + 1.0)
-    model.eval()
-    return str(save_skill_model(tmp_path_factory.mktemp("skills") / "skills.pt", model))
+    return save_toy_skill_model(tmp_path_factory.mktemp("skills") / "skills.pt")
 
 
 def _module(path, inference_only=False, **model_config):

@@ -68,7 +68,7 @@ class CollectSection(_Section):
 class DataSection(_Section):
     """Offline dataset: an existing D4RL hdf5 / Minari dataset, or one collected by the scripted expert."""
 
-    path: str | None = Field(None, description="dataset file/dir; None -> <storage>/<name>/data/dataset.hdf5, collected")
+    path: str | None = Field(None, description="dataset file/dir; None -> collected into <storage>/<name>/data/")
     format: Literal["auto", "d4rl", "minari"] = "auto"
     val_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of episodes held out for validation")
     split_seed: int = 0
@@ -147,7 +147,15 @@ class ExperimentConfig(_Section):
 
     @property
     def dataset_path(self) -> Path:
-        return Path(self.data.path).expanduser().resolve() if self.data.path else self.root / "data" / "dataset.hdf5"
+        """``data.path``, or the collected file, named by what was collected (a changed
+        ``data.collect`` or state layout collects anew instead of reusing an old file)."""
+        if self.data.path:
+            return Path(self.data.path).expanduser().resolve()
+        c = self.data.collect
+        name = f"scripted_{self.env.name}_{c.episodes}ep_seed{c.seed}_{self.env.state_layout}"
+        if c.random_action_fraction:
+            name += f"_random{c.random_action_fraction:g}"
+        return self.root / "data" / f"{name}.hdf5"
 
     @property
     def prior_cache_dir(self) -> Path:

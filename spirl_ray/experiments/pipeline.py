@@ -4,7 +4,7 @@ Each stage is skipped when its output exists (dataset file; prior in the
 content-hash cache; rollout report for that prior; Tune experiment, resumed
 with ``resume=True``). Everything is written below ``<storage_path>/<name>``::
 
-    data/dataset.hdf5 (+ .summary.json)   collected offline data (when not given)
+    data/scripted_*.hdf5 (+ .summary.json) collected offline data (when not given)
     prior_rollouts.json                   prior vs N(0, I) skills, no RL
     tune/                                 Tune experiment: one trial per seed
     config.resolved.yaml                  the validated config of this run

@@ -78,6 +78,7 @@ class SPiRLConfig(SACConfig):
         self.max_updates_per_learner_call: int = 64
         self.learner_torch_threads: Optional[int] = None
         self.overlap_sampling: bool = True
+        self.warmup_sample_chunk: int = 32
         # ---- paper hyperparameters (RLlib's SAC defaults differ) ----
         self.train_batch_size_per_learner = 256
         self.actor_lr = 3e-4
@@ -114,6 +115,7 @@ class SPiRLConfig(SACConfig):
         max_updates_per_learner_call: Optional[int] = NotProvided,
         learner_torch_threads: Optional[int] = NotProvided,
         overlap_sampling: Optional[bool] = NotProvided,
+        warmup_sample_chunk: Optional[int] = NotProvided,
         **kwargs,
     ) -> "SPiRLConfig":
         """SPiRL settings on top of ``SACConfig.training`` (all SAC arguments still apply).
@@ -184,6 +186,10 @@ class SPiRLConfig(SACConfig):
                 the sampling policy lags one ``training_step`` further behind
                 (it holds the weights from before the latest K updates).
                 False: sample, then update (strictly alternating).
+            warmup_sample_chunk: before learning starts (no weights change),
+                each EnvRunner request samples up to this many high-level steps
+                per env instead of one rollout fragment (default 32; 1 = one
+                fragment per request). Same transitions, fewer round trips.
 
         Returns:
             This config.
@@ -208,6 +214,7 @@ class SPiRLConfig(SACConfig):
             max_updates_per_learner_call=max_updates_per_learner_call,
             learner_torch_threads=learner_torch_threads,
             overlap_sampling=overlap_sampling,
+            warmup_sample_chunk=warmup_sample_chunk,
         ).items():
             if value is not NotProvided:
                 setattr(self, name, str(value) if name == "skill_model_path" and value is not None else value)
@@ -235,6 +242,8 @@ class SPiRLConfig(SACConfig):
         for name in ("critic_hidden", "critic_layers"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 errors.append(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
+        if not (isinstance(self.warmup_sample_chunk, int) and self.warmup_sample_chunk >= 1):
+            errors.append(f"warmup_sample_chunk must be an int >= 1, got {self.warmup_sample_chunk!r}")
         if not (isinstance(self.max_updates_per_learner_call, int) and self.max_updates_per_learner_call >= 1):
             errors.append(f"max_updates_per_learner_call must be an int >= 1, got {self.max_updates_per_learner_call!r}")
         if self.learner_torch_threads is not None and not (

@@ -28,6 +28,8 @@ Speed (config switches, see :class:`SPiRLConfig`; ``benchmarks/`` measures them)
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 from typing import Any, Dict, Iterable, List, Optional
 
@@ -35,7 +37,6 @@ import numpy as np
 from ray.rllib.algorithms.sac.sac import SAC
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
-from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import (
@@ -65,9 +66,12 @@ REPLAY_SIZE = "replay_buffer_size"
 _SAMPLE_TAG = "spirl_sample"
 
 
-def _sample_with_metrics(env_runner):
-    """What ``synchronous_parallel_sample`` runs on each EnvRunner: one sample() call and its metrics."""
-    return env_runner.sample(), env_runner.get_metrics()
+def _sample_with_metrics(env_runner, num_timesteps: Optional[int] = None):
+    """What ``synchronous_parallel_sample`` runs on each EnvRunner: one sample() call and its metrics.
+
+    ``num_timesteps=None`` samples one rollout fragment per env (RLlib's default).
+    """
+    return env_runner.sample(num_timesteps=num_timesteps), env_runner.get_metrics()
 
 
 class TransitionReplayBuffer:
@@ -176,18 +180,17 @@ class SPiRL(SAC):
 
     @override(SAC)
     def training_step(self) -> None:
-        if self.config.overlap_sampling and self.env_runner_group.num_remote_env_runners() > 0:
+        group = self.env_runner_group
+        if self.config.overlap_sampling and group.num_remote_env_runners() > 0:
             return self._training_step_overlapped()
         # ---- Algorithm 1 lines 4-6: collect high-level transitions -------------------------
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, env_runner_results = synchronous_parallel_sample(
-                worker_set=self.env_runner_group,
-                concat=True,
-                sample_timeout_s=self.config.sample_timeout_s,
-                _uses_new_env_runners=True,
-                _return_metrics=True,
-            )
-        n_updates = self._add_samples(episodes, env_runner_results)
+            fn = self._sample_fn()
+            if group.num_remote_env_runners() > 0:
+                results = group.foreach_env_runner(fn, local_env_runner=False, timeout_seconds=self.config.sample_timeout_s)
+            else:
+                results = [fn(group.local_env_runner)]
+        n_updates = self._add_samples([ep for eps, _ in results for ep in eps], [m for _, m in results])
         # ---- lines 7-12: `updates_per_step` gradient steps per new transition ------------
         self._learn_and_sync(n_updates)
 
@@ -201,7 +204,7 @@ class SPiRL(SAC):
         """
         group = self.env_runner_group
         if group.num_in_flight_async_reqs(_SAMPLE_TAG) == 0:
-            group.foreach_env_runner_async(_sample_with_metrics, tag=_SAMPLE_TAG)
+            group.foreach_env_runner_async(self._sample_fn(), tag=_SAMPLE_TAG)
         n_updates, self._pending_updates = self._pending_updates, 0
         self._learn_and_sync(n_updates)
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
@@ -215,6 +218,23 @@ class SPiRL(SAC):
                     break
         episodes = [ep for _, (eps, _) in results for ep in eps]
         self._pending_updates = self._add_samples(episodes, [m for _, (_, m) in results])
+
+    def _sample_fn(self):
+        """The per-EnvRunner sample call: one rollout fragment, or a warm-up chunk.
+
+        Before learning starts no weights change, so the warm-up is sampled in
+        chunks of up to ``warmup_sample_chunk`` high-level steps per runner and
+        request (the same transitions as one step per request, without a round
+        trip per step); never past the warm-up by more than one step per runner.
+        """
+        cfg = self.config
+        sampled = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
+        remaining = cfg.num_steps_sampled_before_learning_starts - sampled
+        if remaining <= 1 or cfg.warmup_sample_chunk <= 1:
+            return _sample_with_metrics
+        runners = max(1, self.env_runner_group.num_healthy_remote_workers())
+        per_env = min(cfg.warmup_sample_chunk, math.ceil(remaining / (runners * cfg.num_envs_per_env_runner)))
+        return functools.partial(_sample_with_metrics, num_timesteps=per_env * cfg.num_envs_per_env_runner)
 
     def _add_samples(self, episodes: List[Any], env_runner_results: List[Dict[str, Any]]) -> int:
         """Aggregate the runners' metrics, add the transitions; returns the gradient steps they earn."""
