@@ -21,8 +21,9 @@ step exactly Algorithm 1 lines 8-12 including the target-network polyak
 update (τ per gradient step, not once per call as RLlib's minibatch loop
 would). Per step it skips only bookkeeping that does not change the result:
 
-* the module's ``forward_train`` and the loss function above are called as in
-  RLlib's path (same random draws in the same order);
+* the module's forward pass (``_forward_train``; the train mode that
+  ``forward_train`` re-applies per call is set once) and the loss function above
+  run as in RLlib's path (same random draws in the same order);
 * one ``backward()`` of the summed losses instead of one per optimizer: every
   loss reaches only its own optimizer's parameters (critic targets, α in the
   actor/critic terms and the KL in the α loss are detached; ``q_curr`` runs
@@ -32,7 +33,9 @@ would). Per step it skips only bookkeeping that does not change the result:
 * the polyak update works in place on the parameter tensors (same formula,
   τ·θ + (1 − τ)·θ̄) instead of building and loading a new state dict;
 * loss statistics are logged for the last step only (RLlib logs them with
-  window 1, i.e. keeps the last value anyway); step counters count all K steps.
+  window 1, i.e. keeps the last value anyway); step counters count all K steps;
+* the four Adam optimizers use torch's fused kernel (same update, float
+  rounding differs at ~1e-8).
 
 ``tests/test_fast_path.py`` checks that both paths compute the same losses and
 parameters. Anything the fast path does not cover (gradient clipping,
@@ -191,6 +194,7 @@ class SPiRLTorchLearner(SACTorchLearner):
 
     @override(SACTorchLearner)
     def set_state(self, state: StateDict) -> None:
+        self._fast_lists_cache = None
         super().set_state(state)
         for mid, value in (state.get(LOG_ALPHA_STATE_KEY) or {}).items():
             # In place: the alpha optimizer holds a reference to this very tensor.
@@ -283,10 +287,9 @@ class SPiRLTorchLearner(SACTorchLearner):
         n_steps = len(module_batch) // minibatch_size
         if module.inference_only:
             raise RuntimeError("SPiRL learner: cannot train an inference_only module")
-        module.train()  # what RLModule.forward_train does on every call; nothing switches it back in the loop
-        optims = [opt for _, opt in self.get_optimizers_for_module(mid)]
-        params = [p for opt in optims for g in opt.param_groups for p in g["params"]]
-        targets, mains = self._polyak_lists(module)
+        if not (module.training and module.pi.training and module.qf.training):
+            module.train()  # what RLModule.forward_train does on every call; nothing switches it back in the loop
+        optims, params, targets, mains = self._fast_lists(mid, module)
         timestep = timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0)
         n_target_updates = 0
         loss = None
@@ -332,16 +335,27 @@ class SPiRLTorchLearner(SACTorchLearner):
                 logger.warning("Gradients contain `nan/inf` values; setting them to zero.")
                 p.grad = torch.nan_to_num(p.grad)
 
-    @staticmethod
-    def _polyak_lists(module) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
-        """Flat (target, main) tensor lists of all target-network pairs (state-dict order)."""
-        targets, mains = [], []
-        for main_net, target_net in module.get_target_network_pairs():
-            main_sd, target_sd = main_net.state_dict(), target_net.state_dict()
-            for key, t in target_sd.items():
-                targets.append(t)
-                mains.append(main_sd[key])
-        return targets, mains
+    def _fast_lists(self, mid: ModuleID, module) -> Tuple[list, list, list, list]:
+        """(optimizers, their parameters, target tensors, main tensors) of ``mid``, cached.
+
+        The target/main tensors are the state-dict views of the target-network pairs; the
+        polyak update writes into them in place. ``set_state`` loads weights in place as
+        well, so the views stay valid; the cache is dropped whenever the module object or
+        the optimizers change.
+        """
+        key = (mid, id(module), tuple(id(o) for _, o in self.get_optimizers_for_module(mid)))
+        cache = getattr(self, "_fast_lists_cache", None)
+        if cache is None or cache[0] != key:
+            optims = [opt for _, opt in self.get_optimizers_for_module(mid)]
+            params = [p for opt in optims for g in opt.param_groups for p in g["params"]]
+            targets, mains = [], []
+            for main_net, target_net in module.get_target_network_pairs():
+                main_sd, target_sd = main_net.state_dict(), target_net.state_dict()
+                for name, t in target_sd.items():
+                    targets.append(t)
+                    mains.append(main_sd[name])
+            cache = self._fast_lists_cache = (key, (optims, params, targets, mains))
+        return cache[1]
 
     def _log_fast_steps_trained(self, mid: ModuleID, minibatch_size: int, n_steps: int, env_steps: int) -> None:
         """``Learner._log_steps_trained_metrics`` for n_steps minibatches of ``minibatch_size`` rows."""

@@ -244,9 +244,12 @@ class SPiRL(SAC):
             n_new = self.local_replay_buffer.add_episodes(episodes)
         self.metrics.log_value(REPLAY_SIZE, len(self.local_replay_buffer), window=1)
         sampled = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
-        if sampled < cfg.num_steps_sampled_before_learning_starts or len(self.local_replay_buffer) == 0:
+        # Transitions that earn updates: the one completing the warm-up and all after it (as when
+        # sampling one step per call), even if a warm-up chunk brought several at once.
+        n_earning = min(n_new, sampled - cfg.num_steps_sampled_before_learning_starts + 1)
+        if n_earning <= 0 or len(self.local_replay_buffer) == 0:
             return 0
-        self._update_credit += n_new * cfg.updates_per_step
+        self._update_credit += n_earning * cfg.updates_per_step
         n_updates = int(self._update_credit)
         self._update_credit -= n_updates
         return n_updates
