@@ -1,0 +1,1 @@
+"""Performance benchmarks of spirl-ray (run: ``python -m benchmarks.run [--quick]``)."""
