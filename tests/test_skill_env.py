@@ -67,3 +67,19 @@ def test_decoded_actions_are_clipped_to_env_bounds():
 def test_mismatched_state_dim_is_a_clear_error():
     with pytest.raises(ValueError, match="state_layout"):
         SkillEnv(CountingEnv(obs_dim=5), model(obs_dim=4))
+
+
+def test_numpy_closed_loop_decoder_equals_torch():
+    """The env's numpy decoder (BatchNorm folded) computes decode_step's numbers."""
+    from spirl_ray.rl.skill_env import numpy_mlp, run_numpy_mlp
+
+    m = model("closed_loop")
+    m.train()
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        for _ in range(10):
+            m.decode_step(torch.randn(64, Z) * 2, torch.randn(64, 4) * 3 + 1)
+    m.eval()
+    z, s = torch.randn(16, Z), torch.randn(16, 4)
+    expected = m.decode_step(z, s).detach().numpy()
+    got = run_numpy_mlp(numpy_mlp(m.decoder_mlp), np.concatenate([s.numpy(), z.numpy()], axis=1))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
