@@ -84,9 +84,9 @@ class GaussianMLP(nn.Module):
 
 
 def gaussian_from_params(params: torch.Tensor) -> Normal:
-    """Split (..., 2Z) [mu, log_sigma] into a ``Normal`` of batch shape (..., Z)."""
+    """Split (..., 2Z) [mu, log_sigma] into a ``Normal`` of batch shape (..., Z); log_sigma clamped to [-5, 2]."""
     mu, log_sigma = params.chunk(2, dim=-1)
-    return Normal(mu, log_sigma.exp())
+    return Normal(mu, log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX).exp())
 
 
 class FrozenBatchNorm1d(nn.Module):
@@ -150,9 +150,7 @@ class SkillModel(nn.Module):
                 raise ValueError("the closed-loop skill encoder needs `states` (B, H, S)")
             x = torch.cat([actions, states[:, : actions.shape[1]]], dim=-1)
         _, (h, _) = self.encoder(x)
-        params = self.encoder_head(h[-1])
-        mu, log_sigma = params.chunk(2, dim=-1)
-        return Normal(mu, log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX).exp())
+        return gaussian_from_params(self.encoder_head(h[-1]))
 
     # ---- decoder p(a | z[, s]) ----------------------------------------------------------
     def decode(self, z: torch.Tensor) -> torch.Tensor:

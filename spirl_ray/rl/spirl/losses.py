@@ -27,16 +27,13 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from torch.distributions import Normal, kl_divergence
+from torch.distributions import kl_divergence
 
-#: log-sigma range used when turning params into Gaussians (same as RLlib's squashed Gaussian).
-LOG_SIGMA_MIN, LOG_SIGMA_MAX = -5.0, 2.0
+from spirl_ray.skills.models import gaussian_from_params
 
-
-def gaussian(params: torch.Tensor) -> Normal:
-    """(B, 2Z) [mu, log_sigma] -> ``Normal`` of batch shape (B, Z); log_sigma clamped to [-5, 2]."""
-    mu, log_sigma = params.chunk(2, dim=-1)
-    return Normal(mu, log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX).exp())
+# (B, 2Z) [mu, log_sigma] -> Normal, log_sigma clamped to [-5, 2] (RLlib's squashed-Gaussian range);
+# shared with the skill model so the prior means the same distribution on both sides.
+gaussian = gaussian_from_params
 
 
 def kl_to_prior(
