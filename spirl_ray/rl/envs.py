@@ -18,6 +18,8 @@ RL_ENV_NAME = "spirl_ray_env"
 #: low-level env families: name -> "module:factory" (imported lazily in the EnvRunner).
 ENV_FACTORIES: dict[str, str] = {
     "kitchen": "spirl_ray.envs.kitchen:make_kitchen_env",
+    "block_stacking": "spirl_ray.envs.block_stacking:make_block_stacking_env",
+    "maze": "spirl_ray.envs.maze:make_maze_env",
 }
 
 _skill_model_cache: dict[str, Any] = {}
