@@ -100,6 +100,32 @@ def test_image_variant_matches_the_renderer():
     env.close()
 
 
+def test_point_maze_without_skybox_has_identical_physics():
+    """The env compiles PointMaze without its skybox texture: same model arrays, bit-identical rollout."""
+    import os
+
+    from gymnasium_robotics.envs.maze.point_maze import PointMazeEnv
+
+    lay = generate_layout(6, 2)
+    ours = MazeEnv(lay, max_episode_steps=None).base_env
+    ref = PointMazeEnv(maze_map=lay.maze_map(), continuing_task=True, reset_target=False)
+    os.remove(ref.tmp_xml_file_path)
+    m1, m2 = ours.point_env.model, ref.point_env.model
+    for name in ("geom_pos", "geom_size", "geom_contype", "geom_conaffinity", "geom_friction", "body_mass",
+                 "dof_damping", "actuator_gear", "actuator_ctrlrange"):
+        np.testing.assert_array_equal(getattr(m1, name), getattr(m2, name), err_msg=name)
+    assert m1.opt.timestep == m2.opt.timestep and m1.ntex == m2.ntex - 1
+    traj = []
+    acts = np.random.default_rng(0).uniform(-1, 1, (300, 2))
+    for e in (ours, ref):
+        e.reset(seed=0, options={"goal_cell": np.array([1, 1]), "reset_cell": np.array([5, 4])})
+        e.point_env.set_state(lay.cell_to_xy((5, 4)) + np.array([0.1, -0.2]), np.zeros(2))
+        traj.append(np.array([e.step(a)[0]["observation"] for a in acts]))
+    np.testing.assert_array_equal(traj[0], traj[1])
+    assert np.ptp(traj[0][:, 0]) > 1.0  # it moved (and hit walls on the way)
+    ref.close()
+
+
 def test_bad_arguments_raise_value_error():
     lay = generate_layout(5, 0)
     with pytest.raises(ValueError, match="state"):
