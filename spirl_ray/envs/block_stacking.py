@@ -83,6 +83,7 @@ MAX_DISPLACEMENT = 0.03  #: metres of target motion per env step at |dx| = 1 (0.
 TARGET_LEAD = 0.05  #: the position target stays within this distance of the gripper (m)
 KP_GRIPPER, KV_GRIPPER = 1000.0, 80.0  #: base servo: N/m, N s/m
 KP_FINGER, FINGER_FORCE = 400.0, 20.0  #: finger servo: N/m, max |force| N
+FINGER_DAMPING = 15.0  #: finger joint damping, N s/m (the coupled fingers settle without ringing)
 SETTLE_STEPS = 25  #: MuJoCo steps run at reset so resting contacts settle
 
 # ----------------------------------------------------------------------------- reward (appendix C)
@@ -213,7 +214,9 @@ def build_mjcf(num_blocks: int, table_width: float, ceiling: float) -> str:
     Joint order in ``qpos``: gripper x, gripper z, left finger, right finger
     (inner half-gap, m), then (x, z, angle) per block. Actuators: position
     servos on gripper x/z, velocity (feed-forward) on gripper x/z, position
-    servos on both fingers.
+    servos on both fingers. An equality constraint couples the fingers
+    symmetrically (a parallel gripper), so a grasped block cannot slide
+    sideways between them.
     """
     hw = table_width / 2
     xr = hw - TABLE_MARGIN
@@ -241,16 +244,17 @@ def build_mjcf(num_blocks: int, table_width: float, ceiling: float) -> str:
       <joint name="gripper_z" type="slide" axis="0 0 1" limited="true" range="{GRIPPER_Z_MIN} {zr}"/>
       <geom name="palm" type="box" pos="0 0 {PALM_Z}" size="{PALM_HALF[0]} 0.02 {PALM_HALF[1]}" mass="1"/>
       <body name="finger_left" pos="{-FINGER_HALF_THICK} 0 0" gravcomp="1">
-        <joint name="finger_left" type="slide" axis="-1 0 0" limited="true" range="0 {MAX_FINGER_HALF_GAP}"/>
+        <joint name="finger_left" type="slide" axis="-1 0 0" limited="true" damping="{FINGER_DAMPING}" range="0 {MAX_FINGER_HALF_GAP}"/>
         <geom name="finger_left" type="box" pos="0 0 {FINGER_Z}" size="{FINGER_HALF_THICK} 0.02 {FINGER_HALF_LEN}" mass="0.1" friction="1.5 0.005 0.0001"/>
       </body>
       <body name="finger_right" pos="{FINGER_HALF_THICK} 0 0" gravcomp="1">
-        <joint name="finger_right" type="slide" axis="1 0 0" limited="true" range="0 {MAX_FINGER_HALF_GAP}"/>
+        <joint name="finger_right" type="slide" axis="1 0 0" limited="true" damping="{FINGER_DAMPING}" range="0 {MAX_FINGER_HALF_GAP}"/>
         <geom name="finger_right" type="box" pos="0 0 {FINGER_Z}" size="{FINGER_HALF_THICK} 0.02 {FINGER_HALF_LEN}" mass="0.1" friction="1.5 0.005 0.0001"/>
       </body>
     </body>{blocks}
   </worldbody>
   <contact><exclude body1="finger_left" body2="finger_right"/></contact>
+  <equality><joint joint1="finger_left" joint2="finger_right" polycoef="0 1 0 0 0"/></equality>
   <actuator>
     <position name="servo_x" joint="gripper_x" kp="{KP_GRIPPER}"/>
     <position name="servo_z" joint="gripper_z" kp="{KP_GRIPPER}"/>
