@@ -78,7 +78,10 @@ class SkillEnv(gym.Wrapper):
             )
         if env.action_space.shape != (cfg.action_dim,):
             raise ValueError(f"skill model decodes {cfg.action_dim}-d actions but the env takes {env.action_space.shape}")
+        if cfg.decoder == "flat":
+            raise ValueError("a 'flat' action prior has no skill decoder; use the low-level env directly")
         self.model = skill_model.cpu().eval().requires_grad_(False)
+        self.state_conditioned = bool(cfg.decoder_state_conditioned)
         self.horizon = cfg.horizon
         self.closed_loop = cfg.decoder == "closed_loop"
         self.action_space = gym.spaces.Box(-z_bound, z_bound, (cfg.latent_dim,), np.float32)
@@ -97,7 +100,8 @@ class SkillEnv(gym.Wrapper):
     def step(self, z: np.ndarray):
         z_np = np.asarray(z, np.float32).reshape(-1)
         if not self.closed_loop:
-            actions = np.clip(self.model.decode(torch.as_tensor(z_np)[None])[0].numpy(), self._low, self._high)
+            s0 = torch.as_tensor(np.asarray(self._obs, np.float32))[None] if self.state_conditioned else None
+            actions = np.clip(self.model.decode(torch.as_tensor(z_np)[None], s0)[0].numpy(), self._low, self._high)
         total_reward = 0.0
         terminated = truncated = False
         info: dict[str, Any] = {}

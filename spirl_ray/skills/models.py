@@ -11,6 +11,15 @@ Two decoders:
 * ``closed_loop`` (the reference README's "SPiRL v2"): the encoder reads
   [a_t, s_t]; the decoder is a per-step MLP on [s_t, z], so z is held for H
   steps while the state is fed back every step.
+* ``flat`` (the "Flat Prior" and "BC + SAC" baselines, §4.1): no skills, a
+  single-step action prior p(a|s). H = 1 and Z = A: the "latent" is the
+  pre-tanh action u = atanh(a), the space the policy's squashed Gaussian lives
+  in, so the prior and the policy are compared in the same space. Trained by
+  maximum likelihood of atanh(a_0) under p(u|s_0); no encoder, no decoder.
+
+``decoder_state_conditioned`` (appendix D, open loop only): an MLP on s_0
+predicts the decoder LSTM's initial hidden and cell state, so the same z can
+decode to different actions in different states.
 
 The skill prior p(z | s_0) is a Gaussian MLP (6 x 128, BatchNorm + LeakyReLU)
 trained against the stop-gradient posterior with the analytic KL of eq. 4.
@@ -23,11 +32,13 @@ from typing import Literal
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from torch.distributions import Normal, kl_divergence
 
 #: log-sigma range of every Gaussian head (the range RLlib's squashed Gaussian uses).
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -5.0, 2.0
+#: |a| bound before atanh for the flat prior (actions at the box edge would map to infinity).
+FLAT_ACTION_CLIP = 0.995
 
 
 class SkillModelConfig(BaseModel):
@@ -39,13 +50,29 @@ class SkillModelConfig(BaseModel):
     action_dim: PositiveInt = Field(description="low-level action dim A")
     horizon: PositiveInt = Field(10, description="skill horizon H, in env steps")
     latent_dim: PositiveInt = Field(10, description="skill latent dim |Z|")
-    decoder: Literal["open_loop", "closed_loop"] = Field("open_loop", description="decoder type")
+    decoder: Literal["open_loop", "closed_loop", "flat"] = Field(
+        "open_loop", description="decoder type; 'flat' = single-step action prior (H = 1, Z = A)"
+    )
+    decoder_state_conditioned: bool = Field(
+        False, description="open loop only: s_0 sets the decoder LSTM's initial state (appendix D)"
+    )
     lstm_hidden: PositiveInt = Field(128, description="width of the one-layer encoder/decoder LSTMs")
     prior_hidden: PositiveInt = Field(128, description="width of the prior MLP")
     prior_layers: PositiveInt = Field(6, description="number of linear layers of the prior MLP")
     decoder_hidden: PositiveInt = Field(128, description="closed-loop decoder MLP width")
     decoder_layers: PositiveInt = Field(5, description="closed-loop decoder MLP linear layers")
     beta: float = Field(5e-4, ge=0, description="weight of KL(q || N(0, I)); kitchen 5e-4, maze/blocks 1e-2")
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> "SkillModelConfig":
+        if self.decoder == "flat" and (self.horizon != 1 or self.latent_dim != self.action_dim):
+            raise ValueError(
+                f"decoder='flat' (single-step action prior) needs horizon=1 and latent_dim=action_dim="
+                f"{self.action_dim}, got horizon={self.horizon}, latent_dim={self.latent_dim}"
+            )
+        if self.decoder_state_conditioned and self.decoder != "open_loop":
+            raise ValueError("decoder_state_conditioned applies to decoder='open_loop' only (appendix D)")
+        return self
 
 
 def build_mlp(in_dim: int, out_dim: int, hidden: int, n_layers: int, batch_norm: bool = True) -> nn.Sequential:
@@ -131,13 +158,17 @@ class SkillModel(nn.Module):
     def __init__(self, config: SkillModelConfig):
         super().__init__()
         self.config = c = config
-        enc_in = c.action_dim + (c.obs_dim if c.decoder == "closed_loop" else 0)
-        self.encoder = nn.LSTM(enc_in, c.lstm_hidden, batch_first=True)
-        self.encoder_head = nn.Linear(c.lstm_hidden, 2 * c.latent_dim)
+        if c.decoder != "flat":
+            enc_in = c.action_dim + (c.obs_dim if c.decoder == "closed_loop" else 0)
+            self.encoder = nn.LSTM(enc_in, c.lstm_hidden, batch_first=True)
+            self.encoder_head = nn.Linear(c.lstm_hidden, 2 * c.latent_dim)
         if c.decoder == "open_loop":
             self.decoder_lstm = nn.LSTM(c.latent_dim, c.lstm_hidden, batch_first=True)
             self.decoder_head = nn.Linear(c.lstm_hidden, c.action_dim)
-        else:
+            if c.decoder_state_conditioned:
+                # s_0 -> (h_0, c_0) of the decoder LSTM (appendix D); no BatchNorm: decoded one state at a time.
+                self.decoder_init = build_mlp(c.obs_dim, 2 * c.lstm_hidden, c.decoder_hidden, 3, batch_norm=False)
+        elif c.decoder == "closed_loop":
             self.decoder_mlp = build_mlp(c.obs_dim + c.latent_dim, c.action_dim, c.decoder_hidden, c.decoder_layers)
         self.prior = GaussianMLP(c.obs_dim, c.latent_dim, c.prior_hidden, c.prior_layers, batch_norm=True)
 
@@ -153,12 +184,22 @@ class SkillModel(nn.Module):
         return gaussian_from_params(self.encoder_head(h[-1]))
 
     # ---- decoder p(a | z[, s]) ----------------------------------------------------------
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Open loop: z (B, Z) -> actions (B, H, A), all H steps at once."""
-        if self.config.decoder != "open_loop":
+    def decode(self, z: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        """Open loop: z (B, Z) [, s_0 (B, S)] -> actions (B, H, A), all H steps at once.
+
+        ``state`` is required (and only read) with ``decoder_state_conditioned``.
+        """
+        c = self.config
+        if c.decoder != "open_loop":
             raise ValueError("decode() is the open-loop decoder; use decode_step() for closed loop")
-        inp = z.unsqueeze(1).expand(-1, self.config.horizon, -1)
-        out, _ = self.decoder_lstm(inp)
+        inp = z.unsqueeze(1).expand(-1, c.horizon, -1)
+        hc = None
+        if c.decoder_state_conditioned:
+            if state is None:
+                raise ValueError("the state-conditioned decoder needs the skill's first state `state` (B, S)")
+            h0, c0 = self.decoder_init(state).unsqueeze(0).chunk(2, dim=-1)
+            hc = (h0.contiguous(), c0.contiguous())
+        out, _ = self.decoder_lstm(inp, hc)
         return self.decoder_head(out)
 
     def decode_step(self, z: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
@@ -170,7 +211,7 @@ class SkillModel(nn.Module):
     def reconstruct(self, z: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         """Decoded actions (B, H, A) for training: closed loop reads the data's states (B, >=H, S)."""
         if self.config.decoder == "open_loop":
-            return self.decode(z)
+            return self.decode(z, states[:, 0])
         b, h = z.shape[0], self.config.horizon
         s = states[:, :h].reshape(b * h, -1)
         zz = z.unsqueeze(1).expand(-1, h, -1).reshape(b * h, -1)
@@ -195,7 +236,12 @@ class SkillModel(nn.Module):
             ``reconstruction``, ``mse`` (mean squared error per action element),
             ``kl`` (q vs N(0,I), nats per latent dim) and ``prior_loss``
             (analytic KL of the detached posterior to the prior, nats per latent dim).
+            ``decoder='flat'``: ``prior_loss`` = ``loss`` is the NLL of
+            atanh(a_0) under p(u|s_0) (nats per action dim), ``mse`` that of
+            tanh(prior mean) vs a_0, ``kl`` = ``reconstruction`` = 0.
         """
+        if self.config.decoder == "flat":
+            return self._flat_loss(states, actions)
         q = self.posterior(actions, states)
         z = q.rsample()
         a_hat = self.reconstruct(z, states)
@@ -212,3 +258,12 @@ class SkillModel(nn.Module):
             "kl": kl.detach(),
             "prior_loss": prior_loss.detach(),
         }
+
+    def _flat_loss(self, states: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Maximum likelihood of u = atanh(a_0) under p(u | s_0) (the Flat Prior / BC model)."""
+        a0 = actions[:, 0].clamp(-FLAT_ACTION_CLIP, FLAT_ACTION_CLIP)
+        p = self.prior.dist(states[:, 0])
+        nll = -p.log_prob(torch.atanh(a0)).mean()
+        mse = (torch.tanh(p.loc) - actions[:, 0]).pow(2).mean()
+        zero = torch.zeros((), device=actions.device)
+        return {"loss": nll, "reconstruction": zero, "mse": mse.detach(), "kl": zero, "prior_loss": nll.detach()}

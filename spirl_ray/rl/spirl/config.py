@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Dict, Literal, Optional, Type, Union
+from typing import Any, Dict, Literal, Optional, Tuple, Type, Union
 
 from ray.rllib.algorithms.algorithm_config import NotProvided
 from ray.rllib.algorithms.sac.sac import SACConfig
@@ -73,6 +73,7 @@ class SPiRLConfig(SACConfig):
         self.updates_per_step: float = 1.0
         self.critic_hidden: int = 256
         self.critic_layers: int = 5
+        self.prior_sampling_schedule: Optional[Tuple[int, int]] = None
         # ---- speed (see `training()`); learning is the same either way ----
         self.learner_fast_path: bool = True
         self.max_updates_per_learner_call: int = 64
@@ -111,6 +112,7 @@ class SPiRLConfig(SACConfig):
         updates_per_step: Optional[float] = NotProvided,
         critic_hidden: Optional[int] = NotProvided,
         critic_layers: Optional[int] = NotProvided,
+        prior_sampling_schedule: Optional[Tuple[int, int]] = NotProvided,
         learner_fast_path: Optional[bool] = NotProvided,
         max_updates_per_learner_call: Optional[int] = NotProvided,
         learner_torch_threads: Optional[int] = NotProvided,
@@ -160,6 +162,14 @@ class SPiRLConfig(SACConfig):
             critic_hidden: width of the critic MLPs (kitchen 256).
             critic_layers: number of linear layers of each critic MLP on
                 [s, a] (kitchen 5; maze 2). LeakyReLU(0.2), no BatchNorm.
+            prior_sampling_schedule: ``(hold_env_steps, anneal_env_steps)``
+                of "SPiRL w/o prior init" (appendix F; paper: (500000, 500000)):
+                a rollout skill is sampled from the prior instead of the policy
+                with probability ω = 1 for ``hold_env_steps`` low-level env
+                steps, then annealed linearly to 0
+                (:func:`~spirl_ray.rl.spirl.prior_sampling.prior_sample_prob`).
+                Needs ``skill_model_path``; the prior is then loaded on the
+                EnvRunners too. ``None`` (default): off.
             learner_fast_path: True (default): the gradient steps of a
                 ``training_step`` go to the learner as ONE batch of K x
                 ``train_batch_size_per_learner`` replay samples, and the learner
@@ -210,6 +220,7 @@ class SPiRLConfig(SACConfig):
             updates_per_step=updates_per_step,
             critic_hidden=critic_hidden,
             critic_layers=critic_layers,
+            prior_sampling_schedule=prior_sampling_schedule,
             learner_fast_path=learner_fast_path,
             max_updates_per_learner_call=max_updates_per_learner_call,
             learner_torch_threads=learner_torch_threads,
@@ -250,6 +261,12 @@ class SPiRLConfig(SACConfig):
             isinstance(self.learner_torch_threads, int) and self.learner_torch_threads >= 0
         ):
             errors.append(f"learner_torch_threads must be None or an int >= 0, got {self.learner_torch_threads!r}")
+        sched = self.prior_sampling_schedule
+        if sched is not None:
+            if not (isinstance(sched, (tuple, list)) and len(sched) == 2 and all(isinstance(v, int) and v >= 0 for v in sched)):
+                errors.append(f"prior_sampling_schedule must be None or (hold_env_steps, anneal_env_steps) ints >= 0, got {sched!r}")
+            elif not self.skill_model_path:
+                errors.append("prior_sampling_schedule samples skills from the prior: set skill_model_path")
         if self.n_step != 1:
             errors.append(f"SPiRL's transition replay supports n_step=1 only, got {self.n_step!r}")
         if self.training_intensity is not None:
@@ -300,6 +317,7 @@ class SPiRLConfig(SACConfig):
             "init_policy_from_prior": self.init_policy_from_prior,
             "critic_hidden": self.critic_hidden,
             "critic_layers": self.critic_layers,
+            "prior_sampling": self.prior_sampling_schedule is not None,
         }
         meta = self._skill_model_meta
         if meta is None and self.skill_model_path and Path(self.skill_model_path).is_file():

@@ -15,12 +15,18 @@ of the skill prior network"):
   no BatchNorm, no separate obs/action streams.
 * ``skill_prior``: the frozen prior p(z|s) — learner side only (not built when
   ``inference_only``), never trained, absent from EnvRunners.
+* ``sampling_prior`` + buffer ``prior_sample_prob`` (ω), only with
+  ``prior_sampling`` ("SPiRL w/o prior init", appendix F): on every side,
+  exploration draws each skill from the prior with probability ω instead of
+  from the policy. ω lives in the module state, so the learner side sets it
+  and the weight sync carries it to the EnvRunners.
 
 ``model_config`` keys (set by :class:`~spirl_ray.rl.spirl.config.SPiRLConfig`):
 ``skill_model_path`` (str | None), ``init_policy_from_prior`` (bool),
 ``use_skill_prior`` (bool, build the prior for the KL), ``policy_hidden``,
 ``policy_layers``, ``policy_batch_norm`` (policy architecture; must match the
-prior's when it is loaded), ``critic_hidden``, ``critic_layers``, ``twin_q``.
+prior's when it is loaded), ``critic_hidden``, ``critic_layers``, ``twin_q``,
+``prior_sampling`` (bool).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ MODEL_DEFAULTS: Dict[str, Any] = {
     "policy_batch_norm": True,
     "critic_hidden": 256,
     "critic_layers": 5,
+    "prior_sampling": False,
 }
 
 
@@ -91,6 +98,15 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
         self.pi = freeze_batch_norm(
             GaussianMLP(obs_dim, act_dim, self._cfg("policy_hidden"), self._cfg("policy_layers"), self._cfg("policy_batch_norm"))
         )
+
+        # ω of appendix F's prior sampling (a buffer: synced to the EnvRunners with the weights).
+        self.register_buffer("prior_sample_prob", torch.tensor(1.0 if self._cfg("prior_sampling") else 0.0))
+        self.sampling_prior = None
+        if self._cfg("prior_sampling"):
+            path = self._cfg("skill_model_path")
+            if path is None:
+                raise ValueError("prior_sampling=True needs model_config['skill_model_path']")
+            self.sampling_prior = self._load_prior(path, obs_dim, act_dim)
 
         if not self.inference_only:
             hidden, layers = self._cfg("critic_hidden"), self._cfg("critic_layers")
@@ -145,9 +161,28 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
     def train(self, mode: bool = True):
         """Keep the frozen prior in eval mode whatever mode the module is put in."""
         super().train(mode)
-        if getattr(self, "skill_prior", None) is not None:
-            self.skill_prior.eval()
+        for prior in (getattr(self, "skill_prior", None), getattr(self, "sampling_prior", None)):
+            if prior is not None:
+                prior.eval()
         return self
+
+    def set_prior_sample_prob(self, omega: float) -> None:
+        """Set ω in [0, 1] (appendix F); a no-op unless built with ``prior_sampling``."""
+        if self.sampling_prior is not None:
+            self.prior_sample_prob.fill_(float(min(max(omega, 0.0), 1.0)))
+
+    @override(DefaultSACTorchRLModule)
+    def _forward_exploration(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
+        """The policy's (B, 2Z) dist inputs; with prior sampling, row-wise replaced by the prior's w.p. ω."""
+        out = self._forward_inference(batch)
+        omega = float(self.prior_sample_prob)
+        if self.sampling_prior is not None and omega > 0.0:
+            obs = batch[Columns.OBS].float()
+            with torch.no_grad():
+                prior = self.sampling_prior(obs)
+            use_prior = torch.rand(obs.shape[0], 1, device=obs.device) < omega
+            out[Columns.ACTION_DIST_INPUTS] = torch.where(use_prior, prior, out[Columns.ACTION_DIST_INPUTS])
+        return out
 
     def prior_params(self, obs: torch.Tensor) -> torch.Tensor:
         """(B, 2Z) [mu, log_sigma] of p(z|s), without gradients."""

@@ -54,7 +54,9 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
+from spirl_ray.rl.callbacks import ENV_STEPS_LIFETIME
 from spirl_ray.rl.spirl.config import SPiRLConfig
+from spirl_ray.rl.spirl.prior_sampling import prior_sample_prob
 
 #: top-level result key: gradient steps taken so far.
 NUM_UPDATES_LIFETIME = "num_gradient_updates_lifetime"
@@ -62,6 +64,8 @@ NUM_UPDATES_LIFETIME = "num_gradient_updates_lifetime"
 NUM_UPDATES = "num_gradient_updates"
 #: top-level result key: replay buffer size (transitions).
 REPLAY_SIZE = "replay_buffer_size"
+#: top-level result key: ω, the fraction of rollout skills drawn from the prior (appendix F).
+PRIOR_SAMPLE_PROB = "prior_sample_prob"
 #: tag of the asynchronous sample requests (``overlap_sampling``).
 _SAMPLE_TAG = "spirl_sample"
 
@@ -267,12 +271,28 @@ class SPiRL(SAC):
             ),
         }
         learner_results = self._learn(n_updates, timesteps)
+        self._update_prior_sample_prob()
         with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
             self.env_runner_group.sync_weights(
                 from_worker_or_learner_group=self.learner_group,
                 policies=set(learner_results[0].keys()) - {ALL_MODULES},
                 inference_only=True,
             )
+
+    def _update_prior_sample_prob(self) -> None:
+        """Recompute ω from the low-level env steps (appendix F schedule); the next weight sync ships it."""
+        sched = self.config.prior_sampling_schedule
+        if sched is None:
+            return
+        env_steps = self.metrics.peek((ENV_RUNNER_RESULTS, ENV_STEPS_LIFETIME), default=None)
+        if env_steps is None:  # no SPiRLMetricsCallback: high-level steps x H
+            hl = self.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0)
+            env_steps = hl * self.config.horizon
+        omega = prior_sample_prob(float(env_steps), *sched)
+        self.learner_group.foreach_learner(
+            lambda learner: learner.module.foreach_module(lambda _mid, m: m.set_prior_sample_prob(omega))
+        )
+        self.metrics.log_value(PRIOR_SAMPLE_PROB, omega, window=1)
 
     def _learn(self, n_updates: int, timesteps: Dict[str, Any]) -> List[Dict[str, Any]]:
         """``n_updates`` gradient steps on uniform replay batches; returns the last learner results.
