@@ -9,6 +9,7 @@ Sections map onto typed configs of each stage::
     prior_training: PriorTrainingConfig                           (spirl_ray.skills.train)
     rl:             SPiRL / SAC settings and the Tune experiment  (RLSection)
     prior_rollouts: evaluation of the prior alone                 (PriorRolloutSection)
+    variants:       sweep arms: name + dotted overrides          (VariantSection)
 
 Unknown keys are errors that list the valid keys of their section. The
 resolved config is written into every run directory (``config.resolved.yaml``).
@@ -16,6 +17,7 @@ resolved config is written into every run directory (``config.resolved.yaml``).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -78,14 +80,20 @@ class DataSection(_Section):
 class RLSection(_Section):
     """Downstream RL (Algorithm 1, appendix B.2) and the Tune experiment around it."""
 
-    algorithm: Literal["spirl"] = "spirl"
+    method: Literal[
+        "spirl", "spirl_no_prior_init", "ssp", "prior_init_sac", "sac", "bc_sac", "flat_prior"
+    ] = Field("spirl", description="what runs (spirl_ray.experiments.methods): SPiRL or a baseline/ablation")
     env_steps: PositiveInt = Field(1_500_000, description="budget per trial in low-level env steps (paper kitchen: 1.5M)")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="one Tune trial per seed")
     target_divergence: PositiveFloat = Field(5.0, description="delta, on the kl_reduction scale (kitchen/blocks 5, maze 1)")
     kl_reduction: Literal["mean", "sum"] = Field("mean", description="KL over latent dims: 'mean' = reference scale of delta")
     kl_estimator: Literal["analytic", "sampled"] = "analytic"
     kl_samples: PositiveInt = 10
-    init_policy_from_prior: bool = True
+    prior_sampling_env_steps: tuple[NonNegativeInt, NonNegativeInt] = Field(
+        (500_000, 500_000),
+        description="method spirl_no_prior_init: env steps with ω = 1, then env steps annealing ω to 0 (appendix F)",
+    )
+    initial_alpha: PositiveFloat = Field(1.0, description="α at the start (paper: log α = 0, α = 1)")
     warmup_env_steps: NonNegativeInt = Field(5000, description="env steps sampled before the first update")
     batch_size: PositiveInt = 256
     lr: PositiveFloat = Field(3e-4, description="Adam lr for policy, critics and alpha")
@@ -97,6 +105,8 @@ class RLSection(_Section):
     num_env_runners: NonNegativeInt = Field(1, description="RLlib EnvRunner actors (0 = sample in the driver)")
     num_envs_per_env_runner: PositiveInt = 1
     num_cpus_per_env_runner: float = Field(1.0, gt=0)
+    num_learners: NonNegativeInt = Field(0, description="Learner actors (0 = learn in the trial's process)")
+    num_gpus_per_learner: float = Field(0.0, ge=0, description="GPUs per Learner (0 = CPU; a GPU learner node needs >0)")
     max_concurrent_trials: int | None = None
     checkpoint_every: PositiveInt = Field(10, description="checkpoint every N training iterations")
     min_sample_timesteps_per_iteration: PositiveInt = Field(100, description="high-level steps per training iteration")
@@ -116,6 +126,13 @@ class PriorRolloutSection(_Section):
     seed: int = 0
 
 
+class VariantSection(_Section):
+    """One arm of a sweep: a name and dotted-key overrides of the rest of the config."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$", description="trial-name part and legend key, e.g. 'sac' or 'H3'")
+    set: dict[str, Any] = Field(default_factory=dict, description="dotted keys -> values, as with `run --set`")
+
+
 class ExperimentConfig(_Section):
     """Top-level experiment config (``tune_configs/*.yaml``)."""
 
@@ -127,6 +144,43 @@ class ExperimentConfig(_Section):
     prior_training: PriorTrainingConfig = Field(default_factory=PriorTrainingConfig)
     rl: RLSection = Field(default_factory=RLSection)
     prior_rollouts: PriorRolloutSection = Field(default_factory=PriorRolloutSection)
+    variants: list[VariantSection] = Field(
+        default_factory=list,
+        description="sweep arms (methods, ablations); each is this config with its overrides; empty = one arm",
+    )
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_variants(cls, v: list[VariantSection]) -> list[VariantSection]:
+        names = [x.name for x in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"variant names must be unique; repeated: {dup}")
+        for x in v:
+            bad = [k for k in x.set if k.split(".")[0] in ("name", "storage_path", "variants")]
+            if bad:
+                raise ValueError(f"variant {x.name!r}: {bad} cannot be overridden per variant")
+        return v
+
+    def variant_configs(self) -> list[tuple[str, "ExperimentConfig"]]:
+        """``[(variant name, its full config)]``; without ``variants``: ``[(rl.method, self)]``.
+
+        Raises:
+            ConfigError: a variant's overrides make an invalid config (named, with the fields).
+        """
+        if not self.variants:
+            return [(self.rl.method, self)]
+        base = self.model_dump(mode="json", exclude={"variants"})
+        out = []
+        for v in self.variants:
+            raw = json.loads(json.dumps(base))
+            try:
+                _set_dotted(raw, v.set)
+                out.append((v.name, ExperimentConfig(**raw)))
+            except (ValidationError, ConfigError) as e:
+                msg = format_validation_error(e, f"variant {v.name!r}") if isinstance(e, ValidationError) else str(e)
+                raise ConfigError(msg) from None
+        return out
 
     @field_validator("skill_model")
     @classmethod
@@ -187,6 +241,22 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def _set_dotted(raw: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Set ``{"a.b.c": value}`` items in the nested dict ``raw`` (in place).
+
+    Raises:
+        ConfigError: a dotted key runs through a value that is not a mapping.
+    """
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {dotted!r}: {p!r} is not a section")
+        node[leaf] = value
+
+
 def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
     """Read and validate an experiment YAML.
 
@@ -205,13 +275,13 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {str(path)!r}: expected a mapping at the top level, got {type(raw).__name__}")
-    for dotted, value in (overrides or {}).items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+    _set_dotted(raw, overrides or {})
     try:
-        return ExperimentConfig(**raw)
+        cfg = ExperimentConfig(**raw)
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, repr(str(path)))) from None
+    try:
+        cfg.variant_configs()  # every sweep arm must be valid before anything runs
+    except ConfigError as e:
+        raise ConfigError(f"config file {str(path)!r}: {e}") from None
+    return cfg

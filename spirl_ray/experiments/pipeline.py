@@ -2,11 +2,15 @@
 
 Each stage is skipped when its output exists (dataset file; prior in the
 content-hash cache; rollout report for that prior; Tune experiment, resumed
-with ``resume=True``). Everything is written below ``<storage_path>/<name>``::
+with ``resume=True``). A config with ``variants`` (a sweep: methods,
+H/|Z| or data-quality ablations) runs the offline stages once per distinct
+dataset / model (the cache dedups them) and ONE Tune experiment with a trial
+per (variant, seed). Everything is written below ``<storage_path>/<name>``::
 
     data/scripted_*.hdf5 (+ .summary.json) collected offline data (when not given)
-    prior_rollouts.json                   prior vs N(0, I) skills, no RL
-    tune/                                 Tune experiment: one trial per seed
+    prior_rollouts.json                   prior vs N(0, I) skills, no RL (one arm)
+    prior_rollouts/<variant>.json         the same per sweep arm with a skill prior
+    tune/spirl/                           Tune experiment: one trial per (variant, seed)
     config.resolved.yaml                  the validated config of this run
     <storage_path>/prior_cache/<hash>/    skill_model.pt, metrics.json, tb/
 """
@@ -74,13 +78,17 @@ def data_stage(cfg: ExperimentConfig, show_progress: bool = True) -> Path:
 
 
 # ---- stage 2: skill prior -----------------------------------------------------------------
-def prior_stage(cfg: ExperimentConfig, dataset_path: Path, show_progress: bool = True):
-    """Train (or fetch from the cache) the skill model + prior; returns a ``PriorTrainingResult``."""
+def prior_stage(cfg: ExperimentConfig, dataset_path: Path, show_progress: bool = True, flat: bool = False):
+    """Train (or fetch from the cache) the skill model + prior; returns a ``PriorTrainingResult``.
+
+    ``flat=True`` trains the single-step action model p(a|s) of the Flat Prior
+    and BC + SAC baselines instead (``decoder='flat'``, H = 1, Z = A; the
+    skill model's prior width/depth and ``prior_training`` apply).
+    """
     from spirl_ray.data.readers import read_dataset
     from spirl_ray.data.sequence_dataset import SequenceDataset
     from spirl_ray.skills.train import cached_skill_prior
 
-    horizon = int(cfg.skill_model.get("horizon", 10))
     data_settings = {
         "format": cfg.data.format,
         "state_layout": cfg.env.state_layout,
@@ -90,12 +98,18 @@ def prior_stage(cfg: ExperimentConfig, dataset_path: Path, show_progress: bool =
     episodes = read_dataset(dataset_path, fmt=cfg.data.format, state_layout=cfg.env.state_layout)
     obs_dim, act_dim = episodes[0].observations.shape[1], episodes[0].actions.shape[1]
     model_cfg = cfg.skill_model_config(obs_dim, act_dim)
+    if flat:
+        model_cfg = model_cfg.model_copy(
+            update={"decoder": "flat", "horizon": 1, "latent_dim": act_dim, "decoder_state_conditioned": False}
+        )
+    horizon = model_cfg.horizon
 
     def factory():
         return SequenceDataset(episodes, horizon, cfg.data.val_fraction, cfg.data.split_seed, source=str(dataset_path))
 
-    say(f"prior: {model_cfg.decoder} skill model, H={model_cfg.horizon}, |Z|={model_cfg.latent_dim}, "
-        f"{cfg.prior_training.num_steps} steps")
+    what = ("flat action prior p(a|s)" if flat else
+            f"{model_cfg.decoder} skill model, H={model_cfg.horizon}, |Z|={model_cfg.latent_dim}")
+    say(f"prior: {what}, {cfg.prior_training.num_steps} steps")
     result = cached_skill_prior(
         dataset_path, None, data_settings, model_cfg, cfg.prior_training, cfg.prior_cache_dir,
         show_progress=show_progress, dataset_factory=factory,
@@ -108,15 +122,18 @@ def prior_stage(cfg: ExperimentConfig, dataset_path: Path, show_progress: bool =
 
 
 # ---- stage 3: prior rollouts --------------------------------------------------------------
-def prior_rollout_stage(cfg: ExperimentConfig, prior_path: Path) -> dict[str, Any] | None:
-    """Skills from the prior alone vs N(0, I), executed in the env; cached per prior file."""
+def prior_rollout_stage(cfg: ExperimentConfig, prior_path: Path, out: Path | None = None) -> dict[str, Any] | None:
+    """Skills from the prior alone vs N(0, I), executed in the env; cached per prior file.
+
+    Written to ``out`` (default ``<root>/prior_rollouts.json``).
+    """
     if cfg.prior_rollouts.episodes == 0:
         return None
     from spirl_ray.experiments.prior_rollouts import prior_rollouts
     from spirl_ray.skills.checkpoint import load_skill_model
     from spirl_ray.utils import file_sha256
 
-    out = cfg.root / "prior_rollouts.json"
+    out = out or cfg.root / "prior_rollouts.json"
     key = file_sha256(prior_path)
     if out.exists():
         old = json.loads(out.read_text())
@@ -130,40 +147,61 @@ def prior_rollout_stage(cfg: ExperimentConfig, prior_path: Path) -> dict[str, An
         report[sampler] = r
         say(f"prior rollouts: z~{sampler:6s} mean subtasks ({cfg.env.scoring}) {r['mean_subtasks']:.2f}, "
             f"any of 7 {r['mean_any_subtasks']:.2f}, mean return {r['mean_return']:.2f}")
+    out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(report, indent=2))
     return report
 
 
 # ---- stage 4: RL under Tune ---------------------------------------------------------------
-def build_algo_config(cfg: ExperimentConfig, prior_path: Path, seed: int | Any = 0):
-    """The ``SPiRLConfig`` of one trial (``seed`` may be a Tune search space)."""
+def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int | Any = 0):
+    """The ``SPiRLConfig`` of one trial of ``cfg.rl.method`` (``seed`` may be a Tune search space).
+
+    ``prior_path`` is the method's offline model (skill model, flat action
+    model, or None for SAC); see :mod:`spirl_ray.experiments.methods`.
+
+    Raises:
+        ValueError: the method needs an offline model and ``prior_path`` is None.
+    """
+    from spirl_ray.experiments.methods import get_method
     from spirl_ray.rl.callbacks import SPiRLMetricsCallback
     from spirl_ray.rl.envs import RL_ENV_NAME, register_envs
     from spirl_ray.rl.spirl import SPiRLConfig
 
     register_envs()
-    horizon = int(cfg.skill_model.get("horizon", 10))
+    method = get_method(cfg.rl.method)
+    if method.offline_model is not None and prior_path is None:
+        raise ValueError(f"method {method.name!r} needs a {method.offline_model} model file (prior_path)")
+    model_path = str(prior_path) if method.offline_model is not None else None
+    horizon = int(cfg.skill_model.get("horizon", 10)) if method.skill_space else 1
     rl = cfg.rl
     return (
         SPiRLConfig()
         .environment(
             RL_ENV_NAME,
-            env_config={"env": cfg.env.name, "env_kwargs": cfg.env.env_kwargs(), "skill_model_path": str(prior_path)},
+            env_config={
+                "env": cfg.env.name,
+                "env_kwargs": cfg.env.env_kwargs(),
+                "skill_model_path": model_path if method.skill_space else None,
+            },
         )
         .env_runners(
             num_env_runners=rl.num_env_runners,
             num_envs_per_env_runner=rl.num_envs_per_env_runner,
             num_cpus_per_env_runner=rl.num_cpus_per_env_runner,
         )
+        .learners(num_learners=rl.num_learners, num_gpus_per_learner=rl.num_gpus_per_learner)
         .training(
-            skill_model_path=str(prior_path),
+            skill_model_path=model_path,
             skill_horizon=horizon,
+            use_skill_prior=method.use_skill_prior,
+            init_policy_from_prior=method.init_policy_from_prior,
+            prior_sampling_schedule=tuple(rl.prior_sampling_env_steps) if method.prior_sampling else None,
             target_divergence=rl.target_divergence,
             kl_estimator=rl.kl_estimator,
             kl_samples=rl.kl_samples,
             kl_reduction=rl.kl_reduction,
-            init_policy_from_prior=rl.init_policy_from_prior,
+            initial_alpha=rl.initial_alpha,
             warmup_env_steps=rl.warmup_env_steps,
             train_batch_size_per_learner=rl.batch_size,
             actor_lr=rl.lr,
@@ -181,23 +219,58 @@ def build_algo_config(cfg: ExperimentConfig, prior_path: Path, seed: int | Any =
     )
 
 
-def rl_stage(cfg: ExperimentConfig, prior_path: Path, resume: bool = False):
-    """Run (or resume) the Tune experiment: one SPiRL trial per seed. Returns Tune's ``ResultGrid``."""
+def sweep_param_space(arms: list[tuple[str, ExperimentConfig, Path | None]]) -> dict[str, Any]:
+    """Tune param space of a sweep: the first arm's config dict + a grid over arm names and seeds.
+
+    Each arm's differences to the first are its top-level ``AlgorithmConfig``
+    keys that differ (``spirl_variant_overrides``), applied by
+    :class:`~spirl_ray.experiments.trainable.SPiRLTrial`.
+
+    Raises:
+        ValueError: the arms ask for different seeds lists or Tune stop budgets.
+    """
     from ray import tune
 
-    from spirl_ray.rl.spirl import SPiRL
+    from spirl_ray.experiments.trainable import OVERRIDES_KEY, VARIANT_KEY
 
+    seeds = {tuple(c.rl.seeds) for _, c, _ in arms}
+    if len(seeds) > 1:
+        raise ValueError(f"all sweep arms must use the same rl.seeds, got {sorted(seeds)}")
+    dicts = {name: build_algo_config(c, path).to_dict() for name, c, path in arms}
+    base = dicts[arms[0][0]]
+    overrides = {name: {k: v for k, v in d.items() if k not in base or base[k] != v} for name, d in dicts.items()}
+    space = dict(base)
+    space["seed"] = tune.grid_search(list(arms[0][1].rl.seeds))
+    space[VARIANT_KEY] = tune.grid_search([name for name, _, _ in arms])
+    space[OVERRIDES_KEY] = overrides
+    return space
+
+
+def rl_stage(cfg: ExperimentConfig, arms: list[tuple[str, ExperimentConfig, Path | None]] | Path, resume: bool = False):
+    """Run (or resume) the Tune experiment: one trial per (arm, seed). Returns Tune's ``ResultGrid``.
+
+    ``arms``: ``[(variant name, its config, its offline model path)]``; a bare
+    path is the single-arm form ``[(cfg.rl.method, cfg, path)]``.
+    """
+    from ray import tune
+
+    from spirl_ray.experiments.trainable import SPiRLTrial
+
+    if isinstance(arms, (str, Path)):
+        arms = [(cfg.rl.method, cfg, Path(arms))]
+    budgets = {c.rl.env_steps for _, c, _ in arms}
+    if len(budgets) > 1:
+        raise ValueError(f"all sweep arms must share rl.env_steps (one Tune stop criterion), got {sorted(budgets)}")
     storage = cfg.root / "tune"
     exp_name = "spirl"
     exp_dir = storage / exp_name
     if resume and tune.Tuner.can_restore(str(exp_dir)):
         say(f"rl: resuming unfinished trials of {exp_dir}")
-        tuner = tune.Tuner.restore(str(exp_dir), trainable=SPiRL, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=SPiRLTrial, resume_unfinished=True, resume_errored=True)
     else:
-        algo_config = build_algo_config(cfg, prior_path, seed=tune.grid_search(cfg.rl.seeds))
         tuner = tune.Tuner(
-            SPiRL,
-            param_space=algo_config,
+            SPiRLTrial,
+            param_space=sweep_param_space(arms),
             tune_config=tune.TuneConfig(max_concurrent_trials=cfg.rl.max_concurrent_trials, trial_name_creator=_trial_name(cfg)),
             run_config=tune.RunConfig(
                 name=exp_name,
@@ -214,19 +287,46 @@ def rl_stage(cfg: ExperimentConfig, prior_path: Path, resume: bool = False):
 
 
 def _trial_name(cfg: ExperimentConfig):
+    from spirl_ray.experiments.trainable import VARIANT_KEY
+
     def name(trial) -> str:
         seed = trial.config.get("seed", "?")
-        return f"{cfg.env.name}_spirl_seed{seed}_{trial.trial_id}"
+        return f"{cfg.env.name}_{trial.config.get(VARIANT_KEY, cfg.rl.method)}_seed{seed}_{trial.trial_id}"
 
     return name
 
 
+def offline_stages(
+    cfg: ExperimentConfig, show_progress: bool = True
+) -> tuple[list[tuple[str, ExperimentConfig, Path | None]], dict[str, Any]]:
+    """Data, offline model and prior rollouts of every arm; returns ``(arms, prior rollout reports)``."""
+    from spirl_ray.experiments.methods import get_method
+
+    arms, reports = [], {}
+    variants = cfg.variant_configs()
+    for name, vcfg in variants:
+        method = get_method(vcfg.rl.method)
+        if len(variants) > 1:
+            say(f"sweep arm {name!r}: method {method.name}")
+        path = None
+        if method.offline_model is not None:
+            dataset = data_stage(vcfg, show_progress)
+            path = prior_stage(vcfg, dataset, show_progress, flat=method.offline_model == "flat").path
+            if method.offline_model == "skills":
+                out = cfg.root / "prior_rollouts.json" if len(variants) == 1 else cfg.root / "prior_rollouts" / f"{name}.json"
+                reports[name] = prior_rollout_stage(vcfg, path, out)
+        arms.append((name, vcfg, path))
+    return arms, reports
+
+
 def run_pipeline(cfg: ExperimentConfig, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
-    """All four stages; returns ``{"dataset", "prior", "prior_rollouts", "results"}``."""
+    """All four stages; returns ``{"arms", "prior_rollouts", "results"}`` (+ ``dataset``/``prior`` of a single arm)."""
     cfg.root.mkdir(parents=True, exist_ok=True)
     write_resolved_config(cfg)
-    dataset = data_stage(cfg, show_progress)
-    prior = prior_stage(cfg, dataset, show_progress)
-    rollouts = prior_rollout_stage(cfg, prior.path)
-    results = rl_stage(cfg, prior.path, resume=resume)
-    return {"dataset": dataset, "prior": prior, "prior_rollouts": rollouts, "results": results}
+    arms, reports = offline_stages(cfg, show_progress)
+    results = rl_stage(cfg, arms, resume=resume)
+    out: dict[str, Any] = {"arms": arms, "prior_rollouts": reports, "results": results}
+    if len(arms) == 1:
+        out["prior"] = arms[0][2]
+        out["prior_rollouts"] = next(iter(reports.values()), None)
+    return out

@@ -5,8 +5,11 @@
 Every trial folder below the given directories is one curve, read from Tune's
 ``result.json`` (one JSON result per line, flattened to ``a/b/c`` keys; Tune's
 ``progress.csv`` fixes its columns at the first result, so metrics that start
-after warm-up — alpha, KL, Q — are missing there); curves are grouped into methods (the trial's ``method`` tag when
-present, else the experiment folder's name), resampled on a common env-step
+after warm-up — alpha, KL, Q — are missing there); curves are grouped by
+sweep arm (the trial's ``spirl_variant`` in ``params.json``: a method, or an
+ablation value such as ``H3``; else a ``method`` tag; else the experiment
+folder's name) — one line per method (Fig. 4) or per ablation value
+(Fig. 6) — resampled on a common env-step
 grid, and drawn as mean ± std over seeds. A markdown table gives, per method,
 the final value (mean over the last 10 % of the grid) and the normalised area
 under the curve.
@@ -40,7 +43,8 @@ def _method_of(trial_dir: Path) -> str:
     params = trial_dir / "params.json"
     if params.is_file():
         try:
-            tag = json.loads(params.read_text()).get("method")
+            params_d = json.loads(params.read_text())
+            tag = params_d.get("spirl_variant") or params_d.get("method")
             if tag:
                 return str(tag)
         except json.JSONDecodeError:
