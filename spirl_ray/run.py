@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.address:
         ctx = ray.init(address=args.address)
     else:
-        ctx = ray.init(num_cpus=args.num_cpus, object_store_memory=10**9)
+        # address="local": always a new embedded Ray, never an unrelated one found on this machine.
+        ctx = ray.init(address="local", num_cpus=args.num_cpus, object_store_memory=10**9)
     if getattr(ctx, "dashboard_url", None):
         say(f"Ray dashboard: http://{ctx.dashboard_url}")
     try:

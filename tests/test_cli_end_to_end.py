@@ -40,7 +40,7 @@ def tiny_config(tmp_path):
 def test_cli_runs_the_whole_pipeline_and_resume_skips_finished(tiny_config, tmp_path, capsys):
     assert main(["--config", str(tiny_config), "--num-cpus", "2", "--no-progress"]) == 0
     root = tmp_path / "runs" / "tiny"
-    assert (root / "data" / "scripted_kitchen_4ep_seed1_d4rl30.hdf5").is_file()
+    assert (tmp_path / "runs" / "datasets" / "scripted_kitchen_4ep_seed1_d4rl30.hdf5").is_file()
     assert (root / "config.resolved.yaml").is_file()
     rollouts = json.loads((root / "prior_rollouts.json").read_text())
     assert rollouts["prior"]["episodes"] == 1 and rollouts["normal"]["env_steps"] > 0

@@ -202,14 +202,18 @@ class ExperimentConfig(_Section):
     @property
     def dataset_path(self) -> Path:
         """``data.path``, or the collected file, named by what was collected (a changed
-        ``data.collect`` or state layout collects anew instead of reusing an old file)."""
+        ``data.collect`` or state layout collects anew instead of reusing an old file).
+
+        Collected files live in ``<storage_path>/datasets/``, shared by every
+        experiment under that storage root (a sweep and its baselines use the
+        very same file, so the prior cache hits across experiments)."""
         if self.data.path:
             return Path(self.data.path).expanduser().resolve()
         c = self.data.collect
         name = f"scripted_{self.env.name}_{c.episodes}ep_seed{c.seed}_{self.env.state_layout}"
         if c.random_action_fraction:
             name += f"_random{c.random_action_fraction:g}"
-        return self.root / "data" / f"{name}.hdf5"
+        return Path(self.storage_path).expanduser().resolve() / "datasets" / f"{name}.hdf5"
 
     @property
     def prior_cache_dir(self) -> Path:

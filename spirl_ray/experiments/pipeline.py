@@ -7,7 +7,7 @@ H/|Z| or data-quality ablations) runs the offline stages once per distinct
 dataset / model (the cache dedups them) and ONE Tune experiment with a trial
 per (variant, seed). Everything is written below ``<storage_path>/<name>``::
 
-    data/scripted_*.hdf5 (+ .summary.json) collected offline data (when not given)
+    <storage_path>/datasets/*.hdf5 (+ .summary.json)  collected offline data (when not given; shared)
     prior_rollouts.json                   prior vs N(0, I) skills, no RL (one arm)
     prior_rollouts/<variant>.json         the same per sweep arm with a skill prior
     tune/spirl/                           Tune experiment: one trial per (variant, seed)
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,39 @@ def sweep_param_space(arms: list[tuple[str, ExperimentConfig, Path | None]]) -> 
     return space
 
 
+def check_trials_fit(param_space: dict[str, Any], arm_names: list[str]) -> dict[str, float]:
+    """Each arm's trial resources (RLlib's own request) vs. what the running Ray cluster has.
+
+    A trial asks for 1 CPU (its Algorithm + local learner) plus its EnvRunners'
+    and remote Learners' CPUs/GPUs; one that asks for more than the cluster has
+    would stay PENDING forever, so it is an error here (an autoscaling cluster
+    that can add the node is told apart by ``ray.cluster_resources()`` already
+    listing it only after scaling: set ``rl.num_cpus_per_env_runner`` or add
+    nodes). Returns the largest request per resource.
+
+    Raises:
+        ValueError: an arm's trial needs more of a resource than the cluster has (names the arm and fields).
+    """
+    import ray
+
+    from spirl_ray.experiments.trainable import SPiRLTrial, VARIANT_KEY
+
+    have = ray.cluster_resources() if ray.is_initialized() else {}
+    biggest: dict[str, float] = {}
+    for name in arm_names:
+        need = SPiRLTrial.default_resource_request({**param_space, VARIANT_KEY: name, "seed": 0}).required_resources
+        for res, amount in need.items():
+            biggest[res] = max(biggest.get(res, 0.0), amount)
+            if have and amount > have.get(res, 0.0) + 1e-9 and not os.environ.get("SPIRL_RAY_ALLOW_PENDING"):
+                raise ValueError(
+                    f"sweep arm {name!r}: one trial needs {amount:g} {res} but the Ray cluster has "
+                    f"{have.get(res, 0.0):g}; it would stay PENDING forever. Lower rl.num_env_runners / "
+                    "rl.num_cpus_per_env_runner / rl.num_gpus_per_learner, or add nodes "
+                    "(SPIRL_RAY_ALLOW_PENDING=1 waits for an autoscaler instead)"
+                )
+    return biggest
+
+
 def rl_stage(cfg: ExperimentConfig, arms: list[tuple[str, ExperimentConfig, Path | None]] | Path, resume: bool = False):
     """Run (or resume) the Tune experiment: one trial per (arm, seed). Returns Tune's ``ResultGrid``.
 
@@ -268,9 +302,13 @@ def rl_stage(cfg: ExperimentConfig, arms: list[tuple[str, ExperimentConfig, Path
         say(f"rl: resuming unfinished trials of {exp_dir}")
         tuner = tune.Tuner.restore(str(exp_dir), trainable=SPiRLTrial, resume_unfinished=True, resume_errored=True)
     else:
+        space = sweep_param_space(arms)
+        need = check_trials_fit(space, [name for name, _, _ in arms])
+        say(f"rl: {len(arms)} arm(s) x {len(cfg.rl.seeds)} seed(s); a trial asks for "
+            + ", ".join(f"{v:g} {k}" for k, v in sorted(need.items())))
         tuner = tune.Tuner(
             SPiRLTrial,
-            param_space=sweep_param_space(arms),
+            param_space=space,
             tune_config=tune.TuneConfig(max_concurrent_trials=cfg.rl.max_concurrent_trials, trial_name_creator=_trial_name(cfg)),
             run_config=tune.RunConfig(
                 name=exp_name,
