@@ -203,6 +203,7 @@ def collect_block_stacking_dataset(
     chunk_size: int | None = None,
     noise: StackingNoise | None = None,
     max_episode_steps: int = MAX_EPISODE_STEPS,
+    ray_address: str | None = None,
 ) -> dict:
     """Collect ``num_episodes`` block-stacking episodes into ``path`` (hdf5); return the summary.
 
@@ -221,6 +222,8 @@ def collect_block_stacking_dataset(
         chunk_size: episodes per Ray task (default: ~4 chunks per worker, <= 25).
         noise: policy randomisation (default :class:`StackingNoise`).
         max_episode_steps: cap on an episode's env steps.
+        ray_address: Ray cluster to join when Ray is not initialised yet
+            (default: start a local instance with ``num_workers`` CPUs, shut down at the end).
 
     Raises:
         ValueError: non-positive ``num_episodes``/``num_workers``/``chunk_size``/
@@ -245,7 +248,10 @@ def collect_block_stacking_dataset(
 
     started_ray = False
     if not ray.is_initialized():
-        ray.init(num_cpus=num_workers, include_dashboard=False, log_to_driver=False)
+        if ray_address is None:  # a fresh local instance, never another job's cluster on this machine
+            ray.init(address="local", num_cpus=num_workers, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=ray_address, log_to_driver=False)
         started_ray = True
     if num_workers is None:
         num_workers = max(1, int(ray.available_resources().get("CPU", os.cpu_count() or 1)))
@@ -322,12 +328,14 @@ def main(argv=None) -> dict:
                    help=f"fraction of random-action episodes (appendix G: {MIXED_QUALITY_FRACTIONS})")
     p.add_argument("--max-episode-steps", type=int, default=MAX_EPISODE_STEPS)
     p.add_argument("--action-noise", type=float, default=StackingNoise.action_noise)
+    p.add_argument("--address", default=None, help="Ray cluster to join (default: start a local one)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     summary = collect_block_stacking_dataset(
         a.out, num_episodes=a.episodes, seed=a.seed, num_workers=a.workers, images=a.images,
         random_action_fraction=a.random_action_fraction, show_progress=not a.no_progress,
         noise=StackingNoise(action_noise=a.action_noise), max_episode_steps=a.max_episode_steps,
+        ray_address=a.address,
     )
     print(json.dumps(summary, indent=2))
     return summary
