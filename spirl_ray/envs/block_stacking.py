@@ -85,6 +85,13 @@ KP_GRIPPER, KV_GRIPPER = 1000.0, 80.0  #: base servo: N/m, N s/m
 KP_FINGER, FINGER_FORCE = 400.0, 20.0  #: finger servo: N/m, max |force| N
 FINGER_DAMPING = 15.0  #: finger joint damping, N s/m (the coupled fingers settle without ringing)
 SETTLE_STEPS = 25  #: MuJoCo steps run at reset so resting contacts settle
+#: contact model: elliptic friction cones, impratio 10 (less slip) and a stiffer, sharper
+#: impedance (solimp 0.95 0.99 0.001). With MuJoCo's defaults an 11-block tower with 1-2.5 cm
+#: offsets leans and falls on its own within 30 s; with these it stands. (Stiffer solref,
+#: 0.008-0.01 s, also steadies towers but makes stacked blocks jump and grasped ones twist.)
+IMPRATIO = 10.0
+CONTACT_SOLREF = "0.02 1"
+CONTACT_SOLIMP = "0.95 0.99 0.001"
 
 # ----------------------------------------------------------------------------- reward (appendix C)
 GROUND_TOL = 0.02  #: a block is lifted when its centre is > this above BLOCK_HALF
@@ -233,7 +240,8 @@ def build_mjcf(num_blocks: int, table_width: float, ceiling: float) -> str:
         for i in range(num_blocks)
     )
     return f"""<mujoco model="spirl_block_stacking_{num_blocks}">
-  <option timestep="{TIMESTEP}" integrator="implicitfast"/>
+  <option timestep="{TIMESTEP}" integrator="implicitfast" cone="elliptic" impratio="{IMPRATIO}"/>
+  <default><geom solref="{CONTACT_SOLREF}" solimp="{CONTACT_SOLIMP}"/></default>
   <worldbody>
     <geom name="table" type="box" pos="0 0 -0.05" size="{hw} 0.3 0.05" friction="{fr}"/>
     <geom name="wall_left" type="box" pos="{-hw - 0.01} 0 {ceiling / 2}" size="0.01 0.3 {ceiling / 2}"/>
