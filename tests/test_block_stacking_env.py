@@ -192,6 +192,19 @@ def test_rewards_fire_in_simulation():
     assert r == pytest.approx(LIFT_REWARD + ON_TOP_REWARD + PER_BLOCK_TOWER)
 
 
+def test_tall_tower_stands():
+    """An 11-block tower with 1-2.5 cm offsets between blocks stays up for 10 s (250 env steps)."""
+    env = make_block_stacking_env(max_episode_steps=None)
+    offs = [0.0, 0.02, 0.0, -0.02, 0.0, 0.025, 0.0, -0.025, 0.0, 0.02, 0.0]
+    tower = np.array([[x, H * (2 * i + 1)] for i, x in enumerate(offs)])
+    _, info = env.reset(seed=0, options={"block_xz": tower, "gripper_xz": (0.8, 0.5)})
+    assert info["stacked_blocks"] == 10
+    for _ in range(250):
+        _, r, _, _, info = env.step(np.array([0.0, 0.0, 1.0], np.float32))
+    assert info["stacked_blocks"] == 10 and np.abs(env.block_angle).max() < 0.05
+    assert r == pytest.approx(10 * (LIFT_REWARD + ON_TOP_REWARD + PER_BLOCK_TOWER))
+
+
 # ----------------------------------------------------------------------------- renderer
 
 
