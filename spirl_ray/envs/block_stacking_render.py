@@ -41,6 +41,7 @@ def rasterise(
     size: tuple[int, int],
     background: tuple[int, int, int] = (0, 0, 0),
     supersample: int = 4,
+    snap_angle: float = 1e-3,
 ) -> np.ndarray:
     """Paint ``rects`` into an RGB image of the window ``center ± extent / 2``.
 
@@ -53,6 +54,10 @@ def rasterise(
         size: (height, width) of the image in pixels.
         background: RGB colour where no rectangle covers a sample.
         supersample: samples per pixel side, 1..16 (1 = no anti-aliasing).
+        snap_angle: rectangles rotated by less than this (radians) are painted
+            axis-aligned, which is ~10x cheaper; their corners move by at most
+            ``snap_angle x`` the half diagonal (0.06 mm for an 8 cm block at
+            the default), 1/100 of a sample at the env's 2.5 cm pixels. 0 = never.
 
     Returns:
         (height, width, 3) uint8 image; row 0 is the top (largest z).
@@ -86,6 +91,7 @@ def rasterise(
 
     # bounding boxes of all rectangles at once -> sample index ranges [i0, i1) x [j0, j1)
     cx, cz, hx, hz, ang = rects.T
+    ang = np.where(np.abs(ang) < snap_angle, 0.0, ang)
     c, s = np.cos(ang), np.sin(ang)
     bx = np.abs(c) * hx + np.abs(s) * hz
     bz = np.abs(s) * hx + np.abs(c) * hz
