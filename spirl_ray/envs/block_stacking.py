@@ -50,6 +50,15 @@ i.e. 4 per stacked block); ``"sparse"`` = the tower term only. The predicates
 ``tower_height`` (blocks in the highest tower), ``num_lifted``,
 ``num_on_top``, ``reward_lift``, ``reward_on_top``, ``reward_tower``.
 Episodes never terminate; they truncate after ``max_episode_steps``.
+
+Choices where appendix C leaves room: the lift and on-top terms are
+instantaneous per-block predicates of the current scene (the reference code
+keeps per-block flags that stay set once a *grasped* block was lifted); a
+block resting on a tower counts as lifted and on top, so letting go of a block
+on a tower raises the per-step reward (3 while holding it above, 7 once it
+rests there). The gripper is a parallel gripper: its two fingers are coupled
+by an equality constraint. Contacts use elliptic friction cones and a sharper
+impedance than MuJoCo's defaults so that tall towers stand (see ``IMPRATIO``).
 """
 
 from __future__ import annotations
