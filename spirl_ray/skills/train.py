@@ -164,13 +164,22 @@ def train_skill_prior(
 
 
 def prior_cache_key(dataset_path: str | os.PathLike, data_settings: dict[str, Any], model_config: SkillModelConfig, train_config: PriorTrainingConfig) -> str:
-    """Content hash of (dataset bytes, how it is read, model config, training config)."""
+    """Content hash of (dataset bytes, how it is read, model config, training config).
+
+    Config fields at their default value are left out of the hash, so adding
+    a new option (at a default that keeps the old behaviour) keeps every
+    existing cache entry valid; changing a field's *default* therefore needs a
+    new cache (delete ``prior_cache/``). ``device`` and ``num_threads`` do not
+    change the result's meaning and are never hashed.
+    """
     h = hashlib.sha256()
     h.update(file_sha256(dataset_path).encode())
     h.update(json.dumps(data_settings, sort_keys=True, default=str).encode())
-    h.update(model_config.model_dump_json().encode())
-    train = train_config.model_dump(exclude={"device", "num_threads"})
-    h.update(json.dumps(train, sort_keys=True).encode())
+    model = model_config.model_dump(exclude_defaults=True)
+    model.update(obs_dim=model_config.obs_dim, action_dim=model_config.action_dim)
+    h.update(json.dumps(model, sort_keys=True, default=str).encode())
+    train = train_config.model_dump(exclude={"device", "num_threads"}, exclude_defaults=True)
+    h.update(json.dumps(train, sort_keys=True, default=str).encode())
     return h.hexdigest()[:20]
 
 
