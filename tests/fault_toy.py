@@ -1,0 +1,54 @@
+"""Shared by the fault-tolerance and two-node tests: a toy skill env that counts the steps it ran,
+and the per-EnvRunner facts the tests assert on (node, pid, steps sampled by that runner)."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+from ray import cloudpickle
+from ray.tune.registry import register_env
+
+import toy_skill_env
+from toy_skill_env import ToySkillEnv
+
+ENV_NAME = "fault_toy_skill_env"
+
+
+class CountingToySkillEnv(ToySkillEnv):
+    """:class:`ToySkillEnv` that counts every high-level step it executes (``total_steps``)."""
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self.total_steps = 0
+
+    def step(self, action):
+        self.total_steps += 1
+        return super().step(action)
+
+
+def register() -> None:
+    """Register the env with Tune and ship this module and the toy env by value to Ray workers
+    (EnvRunner processes cannot import the tests folder)."""
+    import sys
+
+    cloudpickle.register_pickle_by_value(toy_skill_env)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    register_env(ENV_NAME, lambda cfg: CountingToySkillEnv(cfg))
+
+
+def runner_stats(env_runner) -> dict:
+    """Run on an EnvRunner: its index, node id, process id and the high-level steps its envs ran."""
+    envs = env_runner.env.unwrapped.envs
+    return {
+        "index": env_runner.worker_index,
+        "node": ray.get_runtime_context().get_node_id(),
+        "pid": os.getpid(),
+        "steps": int(sum(e.unwrapped.total_steps for e in envs)),
+    }
+
+
+def remote_runner_stats(algo) -> dict[int, dict]:
+    """``runner_stats`` of every healthy remote EnvRunner of ``algo``, keyed by worker index."""
+    stats = algo.env_runner_group.foreach_env_runner(runner_stats, local_env_runner=False)
+    return {s["index"]: s for s in stats}
