@@ -9,7 +9,9 @@ joins an existing cluster (``--address auto`` on a cluster node).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
+import os
 import sys
 
 import yaml
@@ -27,6 +29,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars (CI logs)")
     return p.parse_args(argv)
+
+
+def monitoring_lines(dashboard_url: str | None, joined_cluster: bool, tune_dir: os.PathLike | str) -> list[str]:
+    """What to watch a run with: the Ray dashboard (or why there is none) and TensorBoard.
+
+    Args:
+        dashboard_url: ``host:port`` from ``ray.init(...).dashboard_url``; empty or None
+            when the dashboard is not running.
+        joined_cluster: the run joined an existing cluster (``--address``); its
+            dashboard address is then the head's, reachable from elsewhere through
+            ``ray dashboard <cluster yaml>`` (forwarded to http://localhost:8265).
+        tune_dir: the run's Tune directory (TensorBoard reads it).
+    Returns:
+        Lines to print, one per tool.
+    """
+    if dashboard_url:
+        url = dashboard_url if "://" in dashboard_url else f"http://{dashboard_url}"
+        dash = f"Ray dashboard: {url}"
+        if joined_cluster:
+            dash += " (from your machine: `ray dashboard <cluster yaml>`, then http://localhost:8265)"
+    elif importlib.util.find_spec("aiohttp") is None:
+        dash = ('Ray dashboard: not running (it needs `pip install "ray[default]"` of the same Ray version); '
+                "Tune's progress table and TensorBoard work without it")
+    else:
+        dash = "Ray dashboard: not running"
+    return [dash, f"TensorBoard: tensorboard --logdir {tune_dir}"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         # address="local": always a new embedded Ray, never an unrelated one found on this machine.
         ctx = ray.init(address="local", num_cpus=args.num_cpus, object_store_memory=10**9)
-    if getattr(ctx, "dashboard_url", None):
-        say(f"Ray dashboard: http://{ctx.dashboard_url}")
+    for line in monitoring_lines(getattr(ctx, "dashboard_url", None), bool(args.address), cfg.root / "tune"):
+        say(line)
     try:
         out = run_pipeline(cfg, resume=args.resume, show_progress=not args.no_progress)
     finally:

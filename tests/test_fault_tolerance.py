@@ -234,6 +234,7 @@ def test_driver_killed_after_a_checkpoint_then_resume_continues_from_it(tmp_path
     assert run2.returncode == 0, run2.stdout[-3000:] + run2.stderr[-3000:]
     assert "rl: resuming unfinished trials" in run2.stdout
     assert "data: using" in run2.stdout and "prior: cached" in run2.stdout
+    assert "Ray dashboard: " in run2.stdout and f"TensorBoard: tensorboard --logdir {exp_dir.parent}" in run2.stdout
 
     rows = _rows(result_json)
     resumed = rows[n_before:]
