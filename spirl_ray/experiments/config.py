@@ -110,6 +110,10 @@ class RLSection(_Section):
     max_concurrent_trials: int | None = None
     checkpoint_every: PositiveInt = Field(10, description="checkpoint every N training iterations")
     min_sample_timesteps_per_iteration: PositiveInt = Field(100, description="high-level steps per training iteration")
+    metrics_window_episodes: PositiveInt = Field(
+        20, description="episodes averaged in episode metrics (return, subtasks, success); RLlib's default 100 "
+        "hides trends over the few hundred episodes of a short run",
+    )
 
     @field_validator("seeds")
     @classmethod

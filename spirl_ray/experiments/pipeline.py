@@ -214,7 +214,10 @@ def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int 
             critic_hidden=rl.critic_hidden,
             critic_layers=rl.critic_layers,
         )
-        .reporting(min_sample_timesteps_per_iteration=rl.min_sample_timesteps_per_iteration)
+        .reporting(
+            min_sample_timesteps_per_iteration=rl.min_sample_timesteps_per_iteration,
+            metrics_num_episodes_for_smoothing=rl.metrics_window_episodes,
+        )
         .callbacks(SPiRLMetricsCallback)
         .debugging(seed=seed)
     )
