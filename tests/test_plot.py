@@ -57,3 +57,12 @@ def test_metric_that_starts_late_is_read(tmp_path):
     (c,) = load_curves([tmp_path], metric="learners/default_policy/alpha_value")
     np.testing.assert_allclose(c.x, [200, 300])
     np.testing.assert_allclose(c.y, [0.5, 0.7])
+
+
+def test_smoothing_is_a_trailing_mean_per_trial(tmp_path):
+    _trial(tmp_path, "spirl", "s0", [0, 100, 200, 300], [0.0, 2.0, 0.0, 2.0])
+    (c,) = load_curves([tmp_path])
+    agg = aggregate([c], n_points=4, smoothing=2)
+    np.testing.assert_allclose(agg["spirl"]["mean"], [0.0, 1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="window"):
+        aggregate([c], smoothing=0)

@@ -94,9 +94,30 @@ def load_curves(exp_dirs: list[str | Path], metric: str = DEFAULT_METRIC, x_key:
     return curves
 
 
-def aggregate(curves: list[Curve], n_points: int = 100) -> dict[str, dict[str, np.ndarray]]:
-    """Per method: common grid ``x`` (0 .. shortest trial's last x), ``mean``, ``std``, ``n`` seeds."""
+def smooth(curve: Curve, window: int) -> Curve:
+    """``curve`` with y replaced by its trailing mean over ``window`` results (1 = unchanged).
+
+    Episode metrics of one training iteration average only the few episodes
+    that ended in it, so per-iteration values of short runs are noisy.
+
+    Raises:
+        ValueError: ``window`` < 1.
+    """
+    if window < 1:
+        raise ValueError(f"smoothing window must be >= 1 results, got {window}")
+    if window == 1:
+        return curve
+    y = pd.Series(curve.y).rolling(window, min_periods=1).mean().to_numpy()
+    return Curve(curve.method, curve.trial, curve.x, y)
+
+
+def aggregate(curves: list[Curve], n_points: int = 100, smoothing: int = 1) -> dict[str, dict[str, np.ndarray]]:
+    """Per method: common grid ``x`` (0 .. shortest trial's last x), ``mean``, ``std``, ``n`` seeds.
+
+    ``smoothing``: trailing mean over that many results per trial first (see :func:`smooth`).
+    """
     out: dict[str, dict[str, np.ndarray]] = {}
+    curves = [smooth(c, smoothing) for c in curves]
     for method in sorted({c.method for c in curves}):
         cs = [c for c in curves if c.method == method]
         x_max = min(c.x[-1] for c in cs)
@@ -148,9 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metric", default=DEFAULT_METRIC)
     p.add_argument("--x", default=ENV_STEPS_KEY, help="x-axis column (default: env steps)")
     p.add_argument("--out", default=None, help="PNG path (default: <first dir>/curve.png)")
+    p.add_argument("--smooth", type=int, default=1, help="trailing mean over N results per trial (default 1: raw)")
     args = p.parse_args(argv)
     curves = load_curves(args.exp_dirs, args.metric, args.x)
-    agg = aggregate(curves)
+    agg = aggregate(curves, smoothing=args.smooth)
     out = plot(agg, args.metric, args.out or Path(args.exp_dirs[0]) / "curve.png", title=Path(args.exp_dirs[0]).name)
     table = summary_table(agg, args.metric)
     out.with_suffix(".md").write_text(table + "\n")
