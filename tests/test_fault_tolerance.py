@@ -344,11 +344,6 @@ def _restore_cfg(env: str, path: str) -> SPiRLConfig:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="an RL checkpoint made with a prior of another H restores silently; needs a skill-model check "
-    "in SPiRL's checkpoint state (see the cluster issue's report)",
-)
 def test_rl_checkpoint_with_other_skill_horizon_is_refused(ray_session, tmp_path):
     h10 = str(_model(tmp_path, "h10.pt", horizon=10))
     h5 = str(_model(tmp_path, "h5.pt", horizon=5))

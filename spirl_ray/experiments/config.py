@@ -108,6 +108,12 @@ class RLSection(_Section):
     num_learners: NonNegativeInt = Field(0, description="Learner actors (0 = learn in the trial's process)")
     num_gpus_per_learner: float = Field(0.0, ge=0, description="GPUs per Learner (0 = CPU; a GPU learner node needs >0)")
     max_concurrent_trials: int | None = None
+    max_failures: NonNegativeInt = Field(
+        3, description="Tune restarts of a trial whose process/node died, from its last checkpoint"
+    )
+    env_runner_probe_timeout_s: PositiveFloat = Field(
+        5.0, description="seconds to wait per health probe of a lost EnvRunner (RLlib default 30)"
+    )
     checkpoint_every: PositiveInt = Field(10, description="checkpoint every N training iterations")
     min_sample_timesteps_per_iteration: PositiveInt = Field(100, description="high-level steps per training iteration")
     metrics_window_episodes: PositiveInt = Field(
@@ -130,6 +136,15 @@ class PriorRolloutSection(_Section):
     seed: int = 0
 
 
+class TrackingSection(_Section):
+    """Optional experiment trackers next to TensorBoard (Tune logger callbacks); unset = off."""
+
+    mlflow_tracking_uri: str | None = Field(None, description="http://host:5000 or file:///path; None = off")
+    mlflow_experiment: str | None = Field(None, description="default: the config's name")
+    wandb_project: str | None = Field(None, description="None = off; the API key comes from WANDB_API_KEY")
+    wandb_group: str | None = Field(None, description="default: the config's name")
+
+
 class VariantSection(_Section):
     """One arm of a sweep: a name and dotted-key overrides of the rest of the config."""
 
@@ -148,6 +163,7 @@ class ExperimentConfig(_Section):
     prior_training: PriorTrainingConfig = Field(default_factory=PriorTrainingConfig)
     rl: RLSection = Field(default_factory=RLSection)
     prior_rollouts: PriorRolloutSection = Field(default_factory=PriorRolloutSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
     variants: list[VariantSection] = Field(
         default_factory=list,
         description="sweep arms (methods, ablations); each is this config with its overrides; empty = one arm",

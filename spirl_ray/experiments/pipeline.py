@@ -218,6 +218,9 @@ def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int 
             min_sample_timesteps_per_iteration=rl.min_sample_timesteps_per_iteration,
             metrics_num_episodes_for_smoothing=rl.metrics_window_episodes,
         )
+        .fault_tolerance(
+            restart_failed_env_runners=True, env_runner_health_probe_timeout_s=rl.env_runner_probe_timeout_s
+        )
         .callbacks(SPiRLMetricsCallback)
         .debugging(seed=seed)
     )
@@ -248,6 +251,34 @@ def sweep_param_space(arms: list[tuple[str, ExperimentConfig, Path | None]]) -> 
     space[VARIANT_KEY] = tune.grid_search([name for name, _, _ in arms])
     space[OVERRIDES_KEY] = overrides
     return space
+
+
+def tracker_callbacks(cfg: ExperimentConfig) -> list:
+    """Tune logger callbacks of the configured experiment trackers (none by default; TensorBoard always).
+
+    Raises:
+        RuntimeError: a tracker is configured but its package is not installed.
+    """
+    t, cbs = cfg.tracking, []
+    if t.mlflow_tracking_uri:
+        try:
+            import mlflow  # noqa: F401
+        except ImportError:
+            raise RuntimeError("tracking.mlflow_tracking_uri is set but mlflow is not installed (pip install mlflow)") from None
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        cbs.append(MLflowLoggerCallback(
+            tracking_uri=t.mlflow_tracking_uri, experiment_name=t.mlflow_experiment or cfg.name, save_artifact=False
+        ))
+    if t.wandb_project:
+        try:
+            import wandb  # noqa: F401
+        except ImportError:
+            raise RuntimeError("tracking.wandb_project is set but wandb is not installed (pip install wandb)") from None
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        cbs.append(WandbLoggerCallback(project=t.wandb_project, group=t.wandb_group or cfg.name))
+    return cbs
 
 
 def check_trials_fit(param_space: dict[str, Any], arm_names: list[str]) -> dict[str, float]:
@@ -302,6 +333,9 @@ def rl_stage(cfg: ExperimentConfig, arms: list[tuple[str, ExperimentConfig, Path
     exp_name = "spirl"
     exp_dir = storage / exp_name
     if resume and tune.Tuner.can_restore(str(exp_dir)):
+        from spirl_ray.rl.envs import register_envs
+
+        register_envs()  # restored trials build their envs by this registered name
         say(f"rl: resuming unfinished trials of {exp_dir}")
         tuner = tune.Tuner.restore(str(exp_dir), trainable=SPiRLTrial, resume_unfinished=True, resume_errored=True)
     else:
@@ -317,6 +351,8 @@ def rl_stage(cfg: ExperimentConfig, arms: list[tuple[str, ExperimentConfig, Path
                 name=exp_name,
                 storage_path=str(storage),
                 stop={ENV_STEPS_METRIC: cfg.rl.env_steps},
+                failure_config=tune.FailureConfig(max_failures=cfg.rl.max_failures),
+                callbacks=tracker_callbacks(cfg) or None,
                 checkpoint_config=tune.CheckpointConfig(
                     checkpoint_frequency=cfg.rl.checkpoint_every, checkpoint_at_end=True, num_to_keep=2
                 ),

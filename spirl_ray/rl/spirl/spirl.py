@@ -64,6 +64,8 @@ NUM_UPDATES_LIFETIME = "num_gradient_updates_lifetime"
 NUM_UPDATES = "num_gradient_updates"
 #: top-level result key: replay buffer size (transitions).
 REPLAY_SIZE = "replay_buffer_size"
+#: checkpoint-state key of the skill model's (H, |Z|, state dim) the RL state was trained with.
+SKILL_MODEL_STATE_KEY = "spirl_skill_model"
 #: top-level result key: ω, the fraction of rollout skills drawn from the prior (appendix F).
 PRIOR_SAMPLE_PROB = "prior_sample_prob"
 #: tag of the asynchronous sample requests (``overlap_sampling``).
@@ -181,6 +183,31 @@ class SPiRL(SAC):
         )
         self._update_credit = 0.0
         self._pending_updates = 0  # earned by the last sample, taken by the next training_step (overlap)
+
+    # ---- checkpoints: refuse a state made with another skill model ----------------------
+    @override(SAC)
+    def get_state(self, components=None, *, not_components=None, **kwargs) -> Dict[str, Any]:
+        """RLlib's state + the skill model's H, |Z| and state dim (checked by :meth:`set_state`)."""
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        meta = self.config._skill_model_meta
+        if meta is not None:
+            state[SKILL_MODEL_STATE_KEY] = {k: meta[k] for k in ("horizon", "latent_dim", "obs_dim")}
+        return state
+
+    @override(SAC)
+    def set_state(self, state: Dict[str, Any]) -> None:
+        """Restore; a checkpoint made with a skill model of another H / |Z| / state dim is refused.
+
+        Raises:
+            spirl_ray.skills.checkpoint.SkillModelMismatchError: names each differing field
+                (the "expected" values are the checkpoint's).
+        """
+        saved = state.get(SKILL_MODEL_STATE_KEY)
+        if saved and self.config.skill_model_path:
+            from spirl_ray.skills.checkpoint import load_skill_model
+
+            load_skill_model(self.config.skill_model_path, expect=saved)
+        super().set_state(state)
 
     @override(SAC)
     def training_step(self) -> None:
