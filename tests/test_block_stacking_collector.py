@@ -43,7 +43,7 @@ def test_tiny_collection_round_trip_and_determinism(local_ray, tmp_path):
     n = len(a["actions"])
     assert a["observations"].shape == (n, 25) and a["observations"].dtype == np.float32
     assert a["actions"].shape == (n, 3) and a["actions"].dtype == np.float32
-    assert a["images"].shape == (n, 32, 32, 3) and a["images"].dtype == np.uint8
+    assert a["images"].shape == (n, 6, 32, 32) and a["images"].dtype == np.uint8
     assert a["rewards"].shape == (n,) and not a["terminals"].any()
     assert np.all(a["actions"][:, :2] >= -1) and np.all(a["actions"][:, :2] <= 1)
     assert np.all(a["actions"][:, 2] >= 0) and np.all(a["actions"][:, 2] <= 1)
@@ -60,7 +60,8 @@ def test_tiny_collection_round_trip_and_determinism(local_ray, tmp_path):
         rng = np.random.default_rng(episode_seed(11, e))
         obs, _ = env.reset(seed=int(rng.integers(2**31)))
         np.testing.assert_array_equal(a["observations"][s], obs)
-        np.testing.assert_array_equal(a["images"][s], env.render_frame())
+        frame = env.render_frame().transpose(2, 0, 1)  # first image obs of an episode: frame 0 twice
+        np.testing.assert_array_equal(a["images"][s], np.concatenate([frame, frame]))
     # the readers load it: same episodes, aligned observations/actions
     eps = read_dataset(p1, obs_dim=25, act_dim=3)
     assert [len(e) for e in eps] == a["meta"]["episode_lengths"].tolist()

@@ -21,6 +21,7 @@ from spirl_ray.envs.block_stacking import (
     make_data_collection_env,
     reward_terms,
     scene_predicates,
+    stack_frames,
 )
 from spirl_ray.envs.block_stacking_render import rasterise
 
@@ -49,7 +50,7 @@ def test_env_passes_gymnasium_checker(kwargs):
     if env.obs_mode == "state":
         assert obs.shape == (5 + 4 * env.num_blocks,) and obs.dtype == np.float32
     else:
-        assert obs.shape == (32, 32, 6) and obs.dtype == np.uint8
+        assert obs.shape == (6, 32, 32) and obs.dtype == np.uint8  # channel-first (C, H, W)
     assert {"stacked_blocks", "max_stacked_blocks", "tower_height", "reward_lift", "reward_on_top",
             "reward_tower"} <= set(info)
 
@@ -248,11 +249,16 @@ def test_rendered_frames_shape_dtype_determinism_and_frame_stack():
 
     img_env = make_data_collection_env(obs_mode="image", render_mode="rgb_array")
     obs0, _ = img_env.reset(seed=5)
-    np.testing.assert_array_equal(obs0[..., :3], fa)
-    np.testing.assert_array_equal(obs0[..., 3:], fa)
+    assert obs0.shape == (6, 32, 32) and obs0.dtype == np.uint8 and obs0.flags.c_contiguous
+    assert img_env.observation_space.shape == (6, 32, 32) and img_env.observation_space.dtype == np.uint8
+    np.testing.assert_array_equal(obs0[:3].transpose(1, 2, 0), fa)  # channels 0-2 = R, G, B of frame t-1
+    np.testing.assert_array_equal(obs0[3:].transpose(1, 2, 0), fa)
     obs1 = img_env.step(np.array([1.0, 0.0, 1.0], np.float32))[0]
-    np.testing.assert_array_equal(obs1[..., :3], obs0[..., 3:])  # previous frame first
-    np.testing.assert_array_equal(obs1[..., 3:], img_env.render_frame())
+    np.testing.assert_array_equal(obs1[:3], obs0[3:])  # previous frame first
+    np.testing.assert_array_equal(obs1[3:].transpose(1, 2, 0), img_env.render_frame())
+    np.testing.assert_array_equal(stack_frames(None, fa), obs0)
+    with pytest.raises(ValueError, match="frames"):
+        stack_frames(fa, fa[:16])
     scene = img_env.render()
     assert scene.ndim == 3 and scene.shape[1] > scene.shape[0] and scene.dtype == np.uint8
 
@@ -286,10 +292,21 @@ def test_scripted_policy_stacks_blocks():
 def test_random_action_episode_and_noise_validation():
     env = make_data_collection_env()
     ep = run_episode(env, seed=0, random_actions=True, random_length=(20, 21), render_images=True)
-    assert len(ep["actions"]) == 20 and ep["images"].shape == (20, 32, 32, 3) and ep["stats"]["planned"] == 0
+    assert len(ep["actions"]) == 20 and ep["images"].shape == (20, 6, 32, 32) and ep["stats"]["planned"] == 0
     with pytest.raises(ValueError, match="stacks_probs"):
         StackingNoise(stacks_probs=(0.5, 0.5, 0.5))
     with pytest.raises(ValueError, match="speed_range"):
         StackingNoise(speed_range=(0.0, 1.0))
     with pytest.raises(ValueError, match="obs_mode"):
         run_episode(make_data_collection_env(obs_mode="image"), seed=0)
+
+
+def test_recorded_images_are_the_image_envs_observations():
+    """Data and RL see the same bytes: a scripted episode's ``images`` replay in an image env exactly."""
+    ep = run_episode(make_data_collection_env(), seed=2, max_steps=40, render_images=True)
+    env = make_data_collection_env(obs_mode="image")
+    rng = np.random.default_rng(2)  # run_episode seeds the reset with the episode rng's first draw
+    obs, _ = env.reset(seed=int(rng.integers(2**31)))
+    for t, action in enumerate(ep["actions"]):
+        np.testing.assert_array_equal(obs, ep["images"][t])
+        obs = env.step(action)[0]

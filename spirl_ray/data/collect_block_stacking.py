@@ -13,7 +13,7 @@ Episodes run as Ray tasks (``num_cpus=1``) in chunks; episode ``i`` is seeded
 from ``(seed, i)`` only, so the file does not depend on the number of workers
 or the chunking. Results are streamed to disk in episode order with at most
 ``2 x num_workers`` chunks in flight, so the paper's 37,000 episodes (~8M
-steps; ~25 GB of raw 32x32 images) never sit in memory at once. The file is
+steps; ~50 GB of raw (6, 32, 32) image observations) never sit in memory at once. The file is
 written under a temporary name and renamed when complete.
 
 File layout (one flat array per key, episodes concatenated, N steps):
@@ -22,9 +22,11 @@ File layout (one flat array per key, episodes concatenated, N steps):
 ``spirl_ray.envs.block_stacking`` module docstring); ``actions`` (N, 3)
 float32 (dx, dz, opening); ``rewards`` (N,) float32 (dense reward of the
 step); ``terminals`` (N,) bool (all False); ``timeouts`` (N,) bool (True at
-the last step of every episode); ``images`` (N, 32, 32, 3) uint8 when
-``images=True``: the front view before each step (stack frames t-1, t for the
-paper's two-frame input; t = 0 repeats frame 0); ``infos/stacked_blocks`` (N,)
+the last step of every episode); ``images`` (N, 6, 32, 32) uint8 when
+``images=True``: the image observation before each step, channel-first --
+front views t-1 (channels 0-2) and t (3-5), t = 0 repeating frame 0 -- the
+same bytes the ``obs_mode="image"`` env gives the policy in RL (the readers'
+(N, C, H, W) image states); ``infos/stacked_blocks`` (N,)
 int16 (after the step); ``infos/episode_id`` (N,) int32; ``metadata/*``
 per-episode arrays and attributes.
 
@@ -110,8 +112,8 @@ class _EpisodeWriter:
         }
         if image_size is not None:
             s = int(image_size)
-            self.ds["images"] = f.create_dataset("images", (0, s, s, 3), np.uint8, maxshape=(None, s, s, 3),
-                                                 chunks=(256, s, s, 3), **gz)
+            self.ds["images"] = f.create_dataset("images", (0, 6, s, s), np.uint8, maxshape=(None, 6, s, s),
+                                                 chunks=(256, 6, s, s), **gz)
         self.n = 0
         self.meta: dict[str, list] = {k: [] for k in (
             "episode_lengths", "episode_seeds", "random_episode", "planned_stacks", "stack_attempts",
@@ -215,7 +217,8 @@ def collect_block_stacking_dataset(
         num_episodes: episodes to collect (paper: 37,000).
         seed: base seed; episode ``i`` depends only on ``(seed, i)``.
         num_workers: parallel Ray tasks (default: the CPUs Ray has).
-        images: also store the 32x32 RGB front view of every step (``images``).
+        images: also store the image observation of every step (``images``,
+            (N, 6, 32, 32) uint8: two stacked RGB front views, channel-first).
         random_action_fraction: fraction of uniform-random-action episodes
             (appendix G: 0, 0.5, 0.75).
         show_progress: tqdm progress bar over episodes.
@@ -323,7 +326,7 @@ def main(argv=None) -> dict:
     p.add_argument("--episodes", type=int, default=PAPER_NUM_EPISODES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--images", action="store_true", help="also store 32x32 RGB front views")
+    p.add_argument("--images", action="store_true", help="also store the (6, 32, 32) image observations")
     p.add_argument("--random-action-fraction", type=float, default=0.0,
                    help=f"fraction of random-action episodes (appendix G: {MIXED_QUALITY_FRACTIONS})")
     p.add_argument("--max-episode-steps", type=int, default=MAX_EPISODE_STEPS)

@@ -26,10 +26,14 @@ actions are clipped. One env step is ``FRAME_SKIP`` MuJoCo steps of
 
 * ``"state"``: (5 + 4 n,) float32 = gripper ``[x, z, vx, vz, finger half-gap]``
   then per block ``[x, z, sin a, cos a]`` (a = rotation about +y).
-* ``"image"``: (32, 32, 6) uint8, two stacked RGB front views centred on the
-  gripper, previous frame in channels 0-2, current in 3-5 (appendix C,
-  Fig. 7); at reset both are the first frame. Rendered by the numpy
-  rasteriser in :mod:`spirl_ray.envs.block_stacking_render`.
+* ``"image"``: (6, 32, 32) uint8, channel-first (C, H, W) like every image
+  state of the project (the skill prior's conv encoder reads (C, H, W)):
+  two stacked RGB front views centred on the gripper, previous frame in
+  channels 0-2, current in 3-5 (appendix C, Fig. 7: "a stack of two 32x32 px
+  images"); at reset both are the first frame (:func:`stack_frames`).
+  Rendered by the numpy rasteriser in
+  :mod:`spirl_ray.envs.block_stacking_render`; the data collector stores the
+  same bytes (``images`` of :mod:`spirl_ray.data.collect_block_stacking`).
 
 **Reward** (appendix C; magnitudes of the reference implementation):
 ``"dense"`` = per step ``LIFT_REWARD`` x (blocks lifted off the ground) +
@@ -128,6 +132,27 @@ _BLOCK_FILL = (228, 70, 50)
 _PALM = (45, 45, 50)
 _FINGER = (120, 125, 135)
 _BLOCK_BORDER = 0.008  #: drawn edge width (m) so adjacent blocks stay distinguishable
+
+
+def stack_frames(prev: np.ndarray | None, frame: np.ndarray) -> np.ndarray:
+    """The image observation from two HWC front views: (6, S, S) uint8, channel-first.
+
+    Args:
+        prev: (S, S, 3) uint8 frame of the previous env step, or None at reset
+            (the current frame is repeated, as in the env).
+        frame: (S, S, 3) uint8 current frame (:meth:`BlockStackingEnv.render_frame`).
+
+    Returns:
+        (6, S, S) uint8: channels 0-2 = ``prev`` (R, G, B), 3-5 = ``frame``.
+
+    Raises:
+        ValueError: frames not (S, S, 3) of the same shape.
+    """
+    frame = np.asarray(frame)
+    prev = frame if prev is None else np.asarray(prev)
+    if frame.ndim != 3 or frame.shape[2] != 3 or prev.shape != frame.shape:
+        raise ValueError(f"frames must be (S, S, 3) of one shape, got prev {prev.shape} and frame {frame.shape}")
+    return np.ascontiguousarray(np.concatenate([prev, frame], axis=2).transpose(2, 0, 1), dtype=np.uint8)
 
 
 def default_table_width(num_blocks: int) -> float:
@@ -418,7 +443,7 @@ class BlockStackingEnv(gym.Env):
             self.observation_space = spaces.Box(-np.inf, np.inf, shape=(5 + 4 * self.num_blocks,), dtype=np.float32)
         else:
             s = self.image_size
-            self.observation_space = spaces.Box(0, 255, shape=(s, s, 6), dtype=np.uint8)
+            self.observation_space = spaces.Box(0, 255, shape=(6, s, s), dtype=np.uint8)
 
         # static render geometry: table (drawn down to -1 m) and walls
         hw = self.table_width / 2
@@ -538,7 +563,8 @@ class BlockStackingEnv(gym.Env):
     def render_frame(self, size: int | None = None) -> np.ndarray:
         """Front view centred on the gripper (window ``view_size`` m, centre 0.15 m below it).
 
-        Returns (size, size, 3) uint8 (default ``image_size``); one frame of the image observation.
+        Returns (size, size, 3) uint8 HWC (default ``image_size``); one frame of the image observation
+        (which holds it channel-first, see :func:`stack_frames`).
         """
         s = self.image_size if size is None else int(size)
         rects, colors = self.scene_rects()
@@ -558,9 +584,9 @@ class BlockStackingEnv(gym.Env):
         if self.obs_mode == "state":
             return self.state_vector()
         frame = self.render_frame()
-        prev = frame if self._prev_frame is None else self._prev_frame
+        obs = stack_frames(self._prev_frame, frame)
         self._prev_frame = frame
-        return np.concatenate([prev, frame], axis=2)
+        return obs
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -42,6 +42,7 @@ from spirl_ray.envs.block_stacking import (
     BlockStackingEnv,
     reward_terms,
     scene_predicates,
+    stack_frames,
 )
 
 __all__ = ["StackingNoise", "run_episode", "episode_script", "MAX_STACKS"]
@@ -264,12 +265,14 @@ def run_episode(
         random_actions: uniform random actions in the action space instead of the
             script (appendix G's low-quality data), for ``random_length`` steps
             (uniform integer range, inclusive-exclusive), capped by ``max_steps``.
-        render_images: also record the 32x32 front view before every step.
+        render_images: also record the image observation before every step:
+            two stacked 32x32 front views, channel-first, the same bytes an
+            ``obs_mode="image"`` env returns (:func:`~spirl_ray.envs.block_stacking.stack_frames`).
 
     Returns:
         dict with ``observations`` (T, obs_dim) float32 (state before each step),
         ``actions`` (T, 3) float32, ``rewards`` (T,) float32, ``stacked_blocks``
-        (T,) int16 (after each step), ``images`` (T, S, S, 3) uint8 when
+        (T,) int16 (after each step), ``images`` (T, 6, S, S) uint8 when
         ``render_images``, ``stats`` (planned / attempts / successes /
         grasp_failures / subgoals), ``initial_stacked`` / ``final_stacked`` /
         ``max_stacked`` (ints), ``seed``.
@@ -293,13 +296,16 @@ def run_episode(
     else:
         gen = episode_script(env, rng, noise, script)
     observations, actions, rewards, stacked, images = [], [], [], [], []
+    prev_frame = None
     initial = int(info["stacked_blocks"])
     for t, action in enumerate(gen):
         if t >= max_steps:
             break
         observations.append(obs)
         if render_images:
-            images.append(env.render_frame())
+            frame = env.render_frame()
+            images.append(stack_frames(prev_frame, frame))
+            prev_frame = frame
         actions.append(np.asarray(action, dtype=np.float32))
         obs, r, _, _, info = env.step(action)
         rewards.append(r)
@@ -317,5 +323,5 @@ def run_episode(
     }
     if render_images:
         s = env.image_size
-        out["images"] = np.asarray(images, dtype=np.uint8).reshape(len(actions), s, s, 3)
+        out["images"] = np.asarray(images, dtype=np.uint8).reshape(len(actions), 6, s, s)
     return out
