@@ -13,6 +13,13 @@ observations are 60-d ``[robot qpos 9 | object qpos 21 | goal 30]``.
 * ``"full59"``: the 59-d FrankaKitchen-v1 layout (only obtainable from 59-d data).
 * ``None``: observations as stored.
 
+Image states (maze, block stacking; paper appendix C, Fig. 7): a D4RL file may
+hold ``images`` (N, C, H, W) uint8 beside ``observations``, row ``t`` the
+image observation in which ``actions[t]`` was taken (the maze collector stores
+C = 2 stacked frames ``[previous, current]``, 32 x 32 px, 255 = wall). It is
+split at the same episode bounds into :attr:`EpisodeData.images` and kept
+uint8 (4x smaller than float32; encoders divide by 255).
+
 Every problem with the data raises a single :class:`DatasetError` whose message names
 the file, the key, and what was expected versus found; h5py/numpy errors never escape
 for the validated cases. Arrays are read whole and split with numpy (no per-step
@@ -51,10 +58,11 @@ class DatasetError(ValueError):
 
 @dataclass
 class EpisodeData:
-    """One trajectory; ``observations[t]`` pairs with ``actions[t]``."""
+    """One trajectory; ``observations[t]`` (and ``images[t]``) pair with ``actions[t]``."""
 
     observations: np.ndarray  # (T, obs_dim) float32
     actions: np.ndarray  # (T, act_dim) float32
+    images: np.ndarray | None = None  # (T, C, H, W) uint8 image states, when the dataset has them
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
@@ -153,6 +161,20 @@ def map_state_layout(obs: np.ndarray, layout: str | None, path: Any = "<array>",
     raise DatasetError(f"{path}: unknown state_layout {layout!r}; expected one of {STATE_LAYOUTS} or None")
 
 
+def _check_images(images: np.ndarray, n: int, path: Path, key: str = "images") -> np.ndarray:
+    """(N, C, H, W) uint8 image states with one row per observation; DatasetError otherwise."""
+    if images.dtype != np.uint8:
+        raise DatasetError(f"{path}: key '{key}' has dtype {images.dtype}, expected uint8 image states (0-255)")
+    if images.ndim != 4:
+        raise DatasetError(f"{path}: key '{key}' has shape {images.shape}, expected 4-d (steps, channels, height, width)")
+    if images.shape[0] != n:
+        raise DatasetError(
+            f"{path}: length mismatch: key '{key}' has {images.shape[0]} rows, key 'observations' has {n}; "
+            "expected one image per observation"
+        )
+    return images
+
+
 def _check_dims(obs: np.ndarray, act: np.ndarray, path: Path, obs_key: str, act_key: str,
                 obs_dim: int | None, act_dim: int | None, layout: str | None) -> None:
     if obs_dim is not None and obs.shape[1] != obs_dim:
@@ -168,11 +190,25 @@ def _check_dims(obs: np.ndarray, act: np.ndarray, path: Path, obs_key: str, act_
 
 
 def read_d4rl_hdf5(path, obs_dim: int | None = None, act_dim: int | None = None,
-                   state_layout: str | None = None) -> list[EpisodeData]:
+                   state_layout: str | None = None, read_images: bool | None = None) -> list[EpisodeData]:
     """Read a flat D4RL hdf5 file and split it into episodes.
 
     An episode ends after every index where ``terminals | timeouts`` is true; a
     trailing unterminated segment is an episode too.
+
+    Args:
+        path: the hdf5 file.
+        obs_dim, act_dim: expected dims (after ``state_layout``); None = any.
+        state_layout: see the module docstring (kitchen only; None = as stored).
+        read_images: the ``images`` key (N, C, H, W) uint8, split like the
+            observations into ``EpisodeData.images``: ``True`` = required,
+            ``False`` = not read (``images`` stays None; saves memory when
+            only states are used), ``None`` = read when present.
+
+    Raises:
+        DatasetError: missing/unreadable keys, length or dim mismatches,
+            non-finite values, ``images`` not uint8 (N, C, H, W) or missing
+            with ``read_images=True`` (the message names file and key).
     """
     path = Path(path)
     if state_layout is not None and state_layout not in STATE_LAYOUTS:
@@ -185,6 +221,9 @@ def read_d4rl_hdf5(path, obs_dim: int | None = None, act_dim: int | None = None,
             _read_array(f, "terminals", path)  # raises: names the missing key
         term = _read_array(f, "terminals", path) if has_term else None
         tout = _read_array(f, "timeouts", path) if has_to else None
+        images = None
+        if read_images or (read_images is None and "images" in f):
+            images = _read_array(f, "images", path)  # raises naming 'images' when missing
 
     obs = _as_2d_float(obs, path, "observations")
     act = _as_2d_float(act, path, "actions")
@@ -214,12 +253,17 @@ def read_d4rl_hdf5(path, obs_dim: int | None = None, act_dim: int | None = None,
     obs = map_state_layout(obs, state_layout, path, "observations")
     _check_finite(obs, path, "observations")
     _check_dims(obs, act, path, "observations", "actions", obs_dim, act_dim, state_layout)
+    if images is not None:
+        images = _check_images(images, n, path)
 
     bounds = np.flatnonzero(done) + 1
     if bounds.size == 0 or bounds[-1] != n:
         bounds = np.append(bounds, n)
     starts = np.concatenate([[0], bounds[:-1]])
-    return [EpisodeData(obs[s:e], act[s:e]) for s, e in zip(starts.tolist(), bounds.tolist())]
+    return [
+        EpisodeData(obs[s:e], act[s:e], None if images is None else images[s:e])
+        for s, e in zip(starts.tolist(), bounds.tolist())
+    ]
 
 
 # --------------------------------------------------------------------------- Minari
@@ -264,13 +308,16 @@ def _minari_obs(ep: h5py.Group, path: Path, name: str) -> tuple[np.ndarray, str]
 
 
 def read_minari(path, obs_dim: int | None = None, act_dim: int | None = None,
-                state_layout: str | None = None) -> list[EpisodeData]:
+                state_layout: str | None = None, read_images: bool | None = None) -> list[EpisodeData]:
     """Read a Minari dataset (directory or ``main_data.hdf5``); episodes sorted by index.
 
     Minari stores T+1 observations per episode (the final one after the last action);
-    it is dropped so observations and actions align (T each).
+    it is dropped so observations and actions align (T each). Image states are not
+    read from Minari datasets (``read_images=True`` raises DatasetError).
     """
     file = resolve_minari_file(path)
+    if read_images:
+        raise DatasetError(f"{file}: image states are read from D4RL-layout files only (key 'images'), not Minari")
     if state_layout is not None and state_layout not in STATE_LAYOUTS:
         raise DatasetError(f"{file}: unknown state_layout {state_layout!r}; expected one of {STATE_LAYOUTS} or None")
     episodes: list[EpisodeData] = []
@@ -327,7 +374,7 @@ def read_dataset(path, fmt: str = "auto", **kw) -> list[EpisodeData]:
     """Read ``path`` as ``fmt`` in {"auto", "d4rl", "minari"}.
 
     auto: a directory, or an hdf5 file with ``episode_*`` groups, is Minari; a flat
-    hdf5 file is D4RL. ``kw``: obs_dim, act_dim, state_layout.
+    hdf5 file is D4RL. ``kw``: obs_dim, act_dim, state_layout, read_images.
     """
     path = Path(os.fspath(path))
     if fmt == "auto":

@@ -1,9 +1,16 @@
 """Fixed-length crops for skill-prior training (H+1 states, H actions; notes §1).
 
-All episodes are concatenated once into two contiguous float32 arrays and the valid
+All episodes are concatenated once into two contiguous arrays and the valid
 crop starts of each split are precomputed, so a batch is one ``rng.integers`` call
 plus one fancy-indexing gather: no per-sample Python. (The reference implementation
 spends ~90% of each training step choosing episodes in Python; notes §6.4.)
+
+Image states (``obs_key="images"``; maze / block stacking, appendix B.1): the
+crops' ``states`` are the episodes' uint8 image states (C, H, W) instead of
+their state vectors, kept uint8 here and in :func:`to_torch` (the model's conv
+encoder divides by 255). Each stored image already stacks the previous and the
+current frame, so a crop needs H + 1 images, like H + 1 states (the
+reference's H + 2 comes from stacking frames itself).
 """
 
 from __future__ import annotations
@@ -28,12 +35,28 @@ class SequenceDataset:
     ``actions[:, t]`` was taken. Valid starts of an episode of length T: 0..T-H-1.
     Train/val are split by episode (seeded); val gets at least one episode when
     there are at least two usable episodes and ``val_fraction > 0``.
+
+    Args:
+        episodes: the trajectories.
+        horizon: H, actions per crop.
+        val_fraction, seed: episode split.
+        source: name used in error messages (the dataset file).
+        obs_key: ``"observations"`` (state vectors, float32 crops (B, H+1, S))
+            or ``"images"`` (``EpisodeData.images``, uint8 crops (B, H+1, C, H, W)).
+
+    Raises:
+        DatasetError: no usable episode, episodes disagreeing on shapes, or
+            ``obs_key="images"`` with an episode without images.
+        ValueError: ``horizon < 1``, ``val_fraction`` outside [0, 1), unknown ``obs_key``.
     """
 
     def __init__(self, episodes: list[EpisodeData], horizon: int, val_fraction: float = 0.1,
-                 seed: int = 0, source: str = "<dataset>"):
+                 seed: int = 0, source: str = "<dataset>", obs_key: str = "observations"):
         if int(horizon) < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
+        if obs_key not in ("observations", "images"):
+            raise ValueError(f"obs_key must be 'observations' or 'images', got {obs_key!r}")
+        self.obs_key = obs_key
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.horizon = h = int(horizon)
@@ -57,14 +80,27 @@ class SequenceDataset:
         eps = [episodes[i] for i in keep]
         self.num_dropped_episodes = int(n_drop)
 
-        obs_dims = {e.observations.shape[1] for e in eps}
+        if obs_key == "images":
+            missing = [int(keep[i]) for i, e in enumerate(eps) if e.images is None]
+            if missing:
+                raise DatasetError(f"{source}: {len(missing)} episodes (first: {missing[0]}) have no 'images'; "
+                                   "image states need a dataset with an 'images' key")
+            states = [e.images for e in eps]
+        else:
+            states = [e.observations for e in eps]
+        obs_dims = {tuple(x.shape[1:]) for x in states}
         act_dims = {e.actions.shape[1] for e in eps}
         if len(obs_dims) != 1 or len(act_dims) != 1:
-            raise DatasetError(f"{source}: episodes disagree on dims (observations {sorted(obs_dims)}, "
-                               f"actions {sorted(act_dims)}); expected one obs_dim and one act_dim")
+            raise DatasetError(f"{source}: episodes disagree on dims ({obs_key} {sorted(obs_dims)}, "
+                               f"actions {sorted(act_dims)}); expected one shape each")
 
-        # one contiguous array for everything
-        self._obs = np.ascontiguousarray(np.concatenate([e.observations for e in eps]), dtype=np.float32)
+        # one contiguous array for everything (images: a view of the reader's array when possible)
+        dtype = np.uint8 if obs_key == "images" else np.float32
+        if obs_key == "images":
+            joined = _consecutive_view(states)
+            self._obs = joined if joined is not None else np.ascontiguousarray(np.concatenate(states), dtype=dtype)
+        else:
+            self._obs = np.ascontiguousarray(np.concatenate(states), dtype=dtype)
         self._act = np.ascontiguousarray(np.concatenate([e.actions for e in eps]), dtype=np.float32)
         lens = lengths[keep]
         offsets = np.concatenate([[0], np.cumsum(lens)[:-1]])
@@ -118,7 +154,11 @@ class SequenceDataset:
     # ------------------------------------------------------------------ public API
     def sample(self, batch_size: int, split: str = "train",
                rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-        """``{"states": (B, H+1, obs_dim), "actions": (B, H, act_dim)}`` float32 crops."""
+        """``{"states": (B, H+1, *obs_shape), "actions": (B, H, act_dim)}`` crops.
+
+        ``states`` are float32 state vectors, or uint8 images with ``obs_key="images"``;
+        ``actions`` float32.
+        """
         starts = self._split_starts(split)
         rng = self._rng if rng is None else rng
         return self._gather(starts[rng.integers(0, starts.size, size=int(batch_size))])
@@ -141,7 +181,13 @@ class SequenceDataset:
 
     @property
     def obs_dim(self) -> int:
-        return int(self._obs.shape[1])
+        """State dim S; for image states the flattened size C * H * W."""
+        return int(np.prod(self._obs.shape[1:]))
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """(S,) for state vectors, (C, H, W) for image states."""
+        return tuple(int(d) for d in self._obs.shape[1:])
 
     @property
     def act_dim(self) -> int:
@@ -155,23 +201,48 @@ class SequenceDataset:
         return (f"SequenceDataset(source={self.source!r}, H={self.horizon}, episodes="
                 f"{len(self.train_episodes)}+{len(self.val_episodes)}, steps={self.num_steps}, "
                 f"windows={self.num_train_windows}+{self.num_val_windows}, "
-                f"obs_dim={self.obs_dim}, act_dim={self.act_dim})")
+                f"obs_shape={self.obs_shape}, act_dim={self.act_dim})")
+
+
+def _consecutive_view(parts: list[np.ndarray]) -> np.ndarray | None:
+    """``np.concatenate(parts)`` without a copy when the parts are back-to-back slices of one buffer.
+
+    The D4RL reader splits one (N, C, H, W) image array into episode views; gluing them
+    back by copying would double the memory of an image dataset (2 KB per step). Returns
+    None when the parts are not such slices (then the caller copies).
+    """
+    first = parts[0]
+    base = first.base
+    if not isinstance(base, np.ndarray) or not base.flags.c_contiguous:
+        return None
+    ptr = first.__array_interface__["data"][0]
+    offset = ptr - base.__array_interface__["data"][0]
+    for p in parts:
+        if p.shape[0] == 0:
+            continue
+        if p.base is not base or not p.flags.c_contiguous or p.__array_interface__["data"][0] != ptr:
+            return None
+        ptr += p.nbytes
+    rows = sum(p.shape[0] for p in parts)
+    return np.ndarray((rows, *first.shape[1:]), dtype=first.dtype, buffer=base, offset=offset)
 
 
 def to_torch(batch: dict[str, np.ndarray], device="cpu") -> dict:
-    """Numpy batch -> float32 torch tensors on ``device``."""
+    """Numpy batch -> torch tensors on ``device``: float32, except uint8 (images) stays uint8."""
     import torch
 
     out = {}
     for k, v in batch.items():
-        t = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))  # zero-copy on CPU
+        dtype = np.uint8 if v.dtype == np.uint8 else np.float32
+        t = torch.from_numpy(np.ascontiguousarray(v, dtype=dtype))  # zero-copy on CPU
         out[k] = t if str(device) == "cpu" else t.to(device, non_blocking=True)
     return out
 
 
 def make_sequence_dataset(path, horizon: int, fmt: str = "auto", state_layout: str | None = None,
                           obs_dim: int | None = None, act_dim: int | None = None,
-                          val_fraction: float = 0.1, seed: int = 0) -> SequenceDataset:
-    """Read a D4RL/Minari dataset and wrap it in a :class:`SequenceDataset`."""
-    episodes = read_dataset(path, fmt=fmt, obs_dim=obs_dim, act_dim=act_dim, state_layout=state_layout)
-    return SequenceDataset(episodes, horizon, val_fraction=val_fraction, seed=seed, source=str(path))
+                          val_fraction: float = 0.1, seed: int = 0, obs_key: str = "observations") -> SequenceDataset:
+    """Read a D4RL/Minari dataset and wrap it in a :class:`SequenceDataset` (``obs_key``: see the class)."""
+    kw = {"read_images": obs_key == "images"}
+    episodes = read_dataset(path, fmt=fmt, obs_dim=obs_dim, act_dim=act_dim, state_layout=state_layout, **kw)
+    return SequenceDataset(episodes, horizon, val_fraction=val_fraction, seed=seed, source=str(path), obs_key=obs_key)
