@@ -353,3 +353,25 @@ def far_apart_cells(
     far = np.argwhere(d1 == d1.max())
     goal = far[rng.integers(len(far))]
     return (int(start[0]), int(start[1])), (int(goal[0]), int(goal[1]))
+
+
+def visited_cells(layout: MazeLayout, xy) -> np.ndarray:
+    """(R, C) bool: the free cells of ``layout`` that contain at least one point of ``xy`` (N, 2) metres.
+
+    Points off the grid or inside walls (the ball's centre never is) are ignored.
+    """
+    cells = xy_to_cell(np.asarray(xy, dtype=np.float64).reshape(-1, 2), layout.shape)
+    R, C = layout.shape
+    ok = (cells[:, 0] >= 0) & (cells[:, 0] < R) & (cells[:, 1] >= 0) & (cells[:, 1] < C)
+    seen = np.zeros((R, C), dtype=bool)
+    seen[cells[ok, 0], cells[ok, 1]] = True
+    return seen & ~layout.walls
+
+
+def cell_coverage(layout: MazeLayout, xy) -> float:
+    """Fraction in [0, 1] of the free cells of ``layout`` visited by the positions ``xy`` (N, 2) metres.
+
+    The exploration measure of the maze maps (paper Fig. 5): how much of the
+    maze a sampler reaches, independent of how often.
+    """
+    return float(visited_cells(layout, xy).sum() / max(int((~layout.walls).sum()), 1))

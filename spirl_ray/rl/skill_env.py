@@ -58,23 +58,29 @@ class SkillEnv(gym.Wrapper):
     Decoded actions are clipped to the low-level action space.
 
     Args:
-        env: low-level env with a flat Box observation (the state the decoder reads).
+        env: low-level env with a Box observation: a flat state vector, or
+            (C, H, W) uint8 images for a model with ``image_shape`` (the
+            prior reads them; the open-loop decoder reads no state).
         skill_model: trained :class:`SkillModel`; used frozen, in eval mode, on CPU.
         z_bound: skill action bound; the paper squashes to [-2, 2] (appendix B.2).
 
     ``info`` of a step is the last low-level ``info`` plus ``env_steps``: the
     number of low-level env steps executed (H unless the episode ended early).
     Episode length in RLlib counts high-level steps; ``env_steps`` is how
-    results are plotted against env steps, the paper's x axis.
+    results are plotted against env steps, the paper's x axis. When the
+    low-level env reports a position ``info["xy"]`` (the maze), ``info`` also
+    holds ``xy_trace``: (env_steps, 2) float32, the position after every
+    low-level step of the skill (exploration maps, paper Fig. 5 / Fig. 13).
     """
 
     def __init__(self, env: gym.Env, skill_model: SkillModel, z_bound: float = 2.0):
         super().__init__(env)
         cfg = skill_model.config
-        if env.observation_space.shape != (cfg.obs_dim,):
+        if tuple(env.observation_space.shape) != cfg.obs_shape:
             raise ValueError(
-                f"skill model expects states of shape ({cfg.obs_dim},) but the env observes "
-                f"{env.observation_space.shape}; check env state_layout vs the prior's dataset"
+                f"skill model expects states of shape {cfg.obs_shape} but the env observes "
+                f"{env.observation_space.shape}; check the env's state_layout / state (image or vector) "
+                "vs the prior's dataset"
             )
         if env.action_space.shape != (cfg.action_dim,):
             raise ValueError(f"skill model decodes {cfg.action_dim}-d actions but the env takes {env.action_space.shape}")
@@ -107,6 +113,7 @@ class SkillEnv(gym.Wrapper):
         info: dict[str, Any] = {}
         obs = self._obs
         k = 0
+        trace: list | None = None
         for k in range(1, self.horizon + 1):
             if self.closed_loop:  # decode_step(z, s_t) in numpy, BatchNorm folded (same numbers)
                 x = np.concatenate([np.asarray(obs, np.float32).reshape(-1), z_np])
@@ -115,8 +122,14 @@ class SkillEnv(gym.Wrapper):
                 action = actions[k - 1]
             obs, reward, terminated, truncated, info = self.env.step(action)
             total_reward += float(reward)
+            if "xy" in info:
+                if trace is None:
+                    trace = []
+                trace.append(info["xy"])
             if terminated or truncated:
                 break
         self._obs = obs
         info = dict(info, env_steps=k)
+        if trace is not None:
+            info["xy_trace"] = np.asarray(trace, np.float32).reshape(-1, 2)
         return obs, total_reward, terminated, truncated, info

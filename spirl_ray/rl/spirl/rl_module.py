@@ -11,8 +11,18 @@ of the skill prior network"):
   ``TorchSquashedGaussian`` reads, so EnvRunners act a = tanh(u) in [-1, 1],
   rescaled to the skill env's Box(-2, 2) -> z = 2·tanh(u).
 * ``qf``/``qf_twin`` (+ target copies): MLPs on [s, a] with LeakyReLU(0.2),
-  ``critic_layers`` linear layers of width ``critic_hidden`` (kitchen: 5 x 256),
-  no BatchNorm, no separate obs/action streams.
+  ``critic_layers`` linear layers of width ``critic_hidden`` (kitchen: 5 x 256;
+  maze: 2 x 256), no BatchNorm, no separate obs/action streams.
+* Image observations (a (C, H, W) Box, e.g. the maze's 2 x 32 x 32 uint8
+  frames; appendix B.1): ``pi`` carries the prior's
+  :class:`~spirl_ray.skills.models.ConvEncoder` in front of its MLP (so it
+  is still an exact copy of the prior), and each critic's encoder
+  (``qf_encoder``, ``qf_twin_encoder``, and their target copies) is a conv
+  encoder of the same architecture with its own weights whose flattened
+  features are concatenated with the action: ``[conv(s), a]`` -> MLP. The
+  conv architecture comes from the skill-model file when one is set, else
+  from ``model_config`` ``conv_channels`` / ``conv_kernel`` (paper: (8, 16,
+  32), 3). Observations stay uint8 until the encoder divides them by 255.
 * ``skill_prior``: the frozen prior p(z|s) — learner side only (not built when
   ``inference_only``), never trained, absent from EnvRunners.
 * ``sampling_prior`` + buffer ``prior_sample_prob`` (ω), only with
@@ -26,7 +36,8 @@ of the skill prior network"):
 ``use_skill_prior`` (bool, build the prior for the KL), ``policy_hidden``,
 ``policy_layers``, ``policy_batch_norm`` (policy architecture; must match the
 prior's when it is loaded), ``critic_hidden``, ``critic_layers``, ``twin_q``,
-``prior_sampling`` (bool).
+``prior_sampling`` (bool); for image observations without a skill-model
+file ``conv_channels`` and ``conv_kernel``.
 """
 
 from __future__ import annotations
@@ -43,7 +54,7 @@ from ray.rllib.core.models.base import ENCODER_OUT
 from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.utils.annotations import override
 
-from spirl_ray.skills.models import GaussianMLP, build_mlp, freeze_batch_norm
+from spirl_ray.skills.models import ConvEncoder, GaussianMLP, build_mlp, freeze_batch_norm
 
 #: ``fwd_out`` keys holding the prior's (B, 2Z) Gaussian params at ``obs`` / ``next_obs``.
 PRIOR_DIST_INPUTS = "prior_dist_inputs"
@@ -60,6 +71,8 @@ MODEL_DEFAULTS: Dict[str, Any] = {
     "critic_hidden": 256,
     "critic_layers": 5,
     "prior_sampling": False,
+    "conv_channels": (8, 16, 32),
+    "conv_kernel": 3,
 }
 
 
@@ -77,6 +90,19 @@ class _ObsActionEncoder(nn.Module):
         return {ENCODER_OUT: torch.cat([batch[Columns.OBS].float(), batch[Columns.ACTIONS].float()], dim=-1)}
 
 
+class _ImageObsActionEncoder(nn.Module):
+    """Critic encoder for image observations: [conv(obs) (B, F), action (B, Z)] -> (B, F + Z)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: tuple[int, ...], kernel: int):
+        super().__init__()
+        self.conv = ConvEncoder(image_shape, channels, kernel)
+        self.out_dim = self.conv.out_dim
+
+    def forward(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        feats = self.conv(batch[Columns.OBS])
+        return {ENCODER_OUT: torch.cat([feats, batch[Columns.ACTIONS].float()], dim=-1)}
+
+
 class SPiRLTorchRLModule(DefaultSACTorchRLModule):
     """SAC RL module with a prior-shaped policy and a frozen skill prior (learner side only)."""
 
@@ -88,15 +114,39 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
     def _cfg(self, key: str) -> Any:
         return self.model_config.get(key, MODEL_DEFAULTS[key])
 
+    def _image_settings(self, obs_shape: tuple) -> Dict[str, Any]:
+        """GaussianMLP image kwargs: {} for vector obs; else image_shape + the conv architecture.
+
+        The conv architecture is the skill-model file's (when set) so that the
+        policy copies the prior exactly on every side (EnvRunners too);
+        otherwise ``model_config`` ``conv_channels`` / ``conv_kernel``.
+        """
+        if len(obs_shape) != 3:
+            return {}
+        channels, kernel = tuple(self._cfg("conv_channels")), int(self._cfg("conv_kernel"))
+        path = self._cfg("skill_model_path")
+        if path is not None:
+            from spirl_ray.skills.checkpoint import load_skill_model
+
+            cfg = load_skill_model(path).config
+            channels, kernel = tuple(cfg.conv_channels), int(cfg.conv_kernel)
+        return {"image_shape": tuple(int(d) for d in obs_shape), "conv_channels": channels, "conv_kernel": kernel}
+
     @override(RLModule)
     def setup(self):
-        obs_dim = int(self.observation_space.shape[0])
+        obs_shape = tuple(int(d) for d in self.observation_space.shape)
+        if len(obs_shape) not in (1, 3):
+            raise ValueError(f"SPiRL RL module: observations must be state vectors (S,) or images (C, H, W), "
+                             f"got shape {obs_shape}")
+        obs_dim = int(torch.tensor(obs_shape).prod())
         act_dim = int(self.action_space.shape[0])
         self.twin_q = self.model_config.get("twin_q", True)
+        image = self._image_settings(obs_shape)
 
         self.pi_encoder = _ObsEncoder()
         self.pi = freeze_batch_norm(
-            GaussianMLP(obs_dim, act_dim, self._cfg("policy_hidden"), self._cfg("policy_layers"), self._cfg("policy_batch_norm"))
+            GaussianMLP(obs_dim, act_dim, self._cfg("policy_hidden"), self._cfg("policy_layers"),
+                        self._cfg("policy_batch_norm"), **image)
         )
 
         # ω of appendix F's prior sampling (a buffer: synced to the EnvRunners with the weights).
@@ -106,20 +156,27 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
             path = self._cfg("skill_model_path")
             if path is None:
                 raise ValueError("prior_sampling=True needs model_config['skill_model_path']")
-            self.sampling_prior = self._load_prior(path, obs_dim, act_dim)
+            self.sampling_prior = self._load_prior(path, obs_shape, act_dim)
 
         if not self.inference_only:
             hidden, layers = self._cfg("critic_hidden"), self._cfg("critic_layers")
-            self.qf_encoder = _ObsActionEncoder()
-            self.qf = build_mlp(obs_dim + act_dim, 1, hidden, layers, batch_norm=False)
+
+            def critic_encoder() -> nn.Module:
+                if image:
+                    return _ImageObsActionEncoder(image["image_shape"], image["conv_channels"], image["conv_kernel"])
+                return _ObsActionEncoder()
+
+            self.qf_encoder = critic_encoder()
+            in_dim = getattr(self.qf_encoder, "out_dim", obs_dim) + act_dim
+            self.qf = build_mlp(in_dim, 1, hidden, layers, batch_norm=False)
             if self.twin_q:
-                self.qf_twin_encoder = _ObsActionEncoder()
-                self.qf_twin = build_mlp(obs_dim + act_dim, 1, hidden, layers, batch_norm=False)
+                self.qf_twin_encoder = critic_encoder()
+                self.qf_twin = build_mlp(in_dim, 1, hidden, layers, batch_norm=False)
 
             path = self._cfg("skill_model_path")
             self.skill_prior = None
             if path is not None:
-                prior = self._load_prior(path, obs_dim, act_dim)
+                prior = self._load_prior(path, obs_shape, act_dim)
                 if self._cfg("init_policy_from_prior"):
                     self._init_policy_from(prior)
                 if self._cfg("use_skill_prior"):
@@ -128,16 +185,20 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
                 raise ValueError("use_skill_prior=True needs model_config['skill_model_path']")
 
     # ---- prior ---------------------------------------------------------------------------
-    def _load_prior(self, path: str, obs_dim: int, act_dim: int) -> nn.Module:
-        """Load p(z|s) from a skill-model file; eval mode, requires_grad False; check shapes."""
+    def _load_prior(self, path: str, obs_shape: tuple, act_dim: int) -> nn.Module:
+        """Load p(z|s) from a skill-model file; eval mode, requires_grad False; check shapes.
+
+        Raises:
+            ValueError: the prior's state shape or skill dim differ from the spaces.
+        """
         from spirl_ray.skills.checkpoint import load_skill_model
 
         skill_model = load_skill_model(path)
         prior = skill_model.prior
-        if (prior.in_dim, prior.out_dim) != (obs_dim, act_dim):
+        if (tuple(prior.in_shape), prior.out_dim) != (tuple(obs_shape), act_dim):
             raise ValueError(
-                f"skill prior in {path!r} maps {prior.in_dim}-d states to {prior.out_dim}-d skills, but the env has "
-                f"{obs_dim}-d observations and a {act_dim}-d skill action space"
+                f"skill prior in {path!r} maps states of shape {tuple(prior.in_shape)} to {prior.out_dim}-d skills, "
+                f"but the env observes shape {tuple(obs_shape)} and has a {act_dim}-d skill action space"
             )
         prior.eval().requires_grad_(False)
         return prior
