@@ -23,7 +23,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from spirl_ray.skills.models import SkillModelConfig
 from spirl_ray.skills.train import PriorTrainingConfig
@@ -37,19 +48,116 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class EnvSection(_Section):
-    """Low-level environment (kitchen: gymnasium-robotics FrankaKitchen-v1)."""
+#: EnvSection fields of each env family (the others must stay unset); defaults applied when unset.
+_KITCHEN_DEFAULTS: dict[str, Any] = {
+    "tasks_to_complete": ["microwave", "kettle", "bottom burner", "light switch"],
+    "state_layout": "d4rl30",
+    "scoring": "ordered",
+    "max_episode_steps": 280,
+}
+_MAZE_DEFAULTS: dict[str, Any] = {
+    "state": "image",
+    "size": 20,
+    "layout_seed": 0,
+    "start_cell": None,
+    "goal_cell": None,
+    "goal_distance": 40,
+    "max_episode_steps": 2000,
+}
 
-    name: Literal["kitchen"] = "kitchen"
-    tasks_to_complete: list[str] = Field(
-        default_factory=lambda: ["microwave", "kettle", "bottom burner", "light switch"],
-        description="target subtasks, in order (the paper's kitchen target by default)",
+
+class EnvSection(_Section):
+    """Low-level environment: ``kitchen`` (FrankaKitchen-v1) or ``maze`` (PointMaze, appendix C).
+
+    Each family has its own fields; setting a field of the other family is an
+    error. Unset fields take the family's defaults (kitchen: the paper's
+    target, D4RL's 30-d layout, ordered scoring, 280 steps; maze: the 20x20
+    downstream maze of layout seed 0, image states, a goal 40 BFS cells from
+    the start, 2000 steps), so a resolved config lists the values used.
+    """
+
+    name: Literal["kitchen", "maze"] = "kitchen"
+    # ---- kitchen ----
+    tasks_to_complete: list[str] | None = Field(
+        None, description="kitchen: target subtasks, in order (the paper's kitchen target by default)",
     )
-    state_layout: Literal["d4rl30", "full59"] = Field("d4rl30", description="D4RL's 30-d qpos layout or the full 59-d obs")
-    scoring: Literal["ordered", "any_order"] = Field("ordered", description="'ordered' = reference SPiRL scoring")
-    max_episode_steps: PositiveInt = Field(280, description="episode length in env steps")
+    state_layout: Literal["d4rl30", "full59"] | None = Field(
+        None, description="kitchen: D4RL's 30-d qpos layout (default) or the full 59-d obs"
+    )
+    scoring: Literal["ordered", "any_order"] | None = Field(None, description="kitchen: 'ordered' = reference SPiRL scoring")
+    # ---- maze ----
+    state: Literal["image", "state"] | None = Field(
+        None, description="maze: 'image' = 2 stacked 32x32 uint8 local top-down views (paper); 'state' = (x, y, vx, vy)"
+    )
+    size: PositiveInt | None = Field(None, description="maze: interior cells per side of the downstream maze (paper: 20)")
+    layout_seed: int | None = Field(None, description="maze: seed of the downstream layout (and default start/goal)")
+    start_cell: tuple[int, int] | None = Field(None, description="maze: (row, col) start cell; None = far-apart pair")
+    goal_cell: tuple[int, int] | None = Field(None, description="maze: (row, col) goal cell; None = far-apart pair")
+    goal_distance: PositiveInt | None = Field(
+        None, description="maze: longest BFS distance (cells) of the default start/goal pair"
+    )
+    # ---- both ----
+    max_episode_steps: PositiveInt | None = Field(None, description="episode length in env steps (kitchen 280, maze 2000)")
+
+    @model_validator(mode="after")
+    def _resolve_family(self) -> "EnvSection":
+        mine, other = (_KITCHEN_DEFAULTS, _MAZE_DEFAULTS) if self.name == "kitchen" else (_MAZE_DEFAULTS, _KITCHEN_DEFAULTS)
+        wrong = sorted(k for k in other if k not in mine and getattr(self, k) is not None)
+        if wrong:
+            raise ValueError(f"{wrong} do not apply to env.name {self.name!r} (its fields: {sorted(mine)})")
+        for k, v in mine.items():
+            if getattr(self, k) is None and v is not None:
+                object.__setattr__(self, k, json.loads(json.dumps(v)))
+        if self.name == "maze":
+            self._check_maze_cells()
+        return self
+
+    def _check_maze_cells(self) -> None:
+        """Start/goal cells must be free cells of the downstream layout (checked before anything runs)."""
+        from spirl_ray.envs.maze_layout import generate_layout
+
+        layout = generate_layout(self.size, self.layout_seed)  # ValueError naming the size when it cannot fit
+        for key in ("start_cell", "goal_cell"):
+            cell = getattr(self, key)
+            if cell is not None and not layout.is_free(cell):
+                raise ValueError(
+                    f"{key}={list(cell)} is not a free cell of the {self.size}x{self.size} maze of layout_seed "
+                    f"{self.layout_seed} (grid {layout.shape[0]}x{layout.shape[1]} with its border; row 0 = north)"
+                )
+        if self.start_cell is not None and self.start_cell == self.goal_cell:
+            raise ValueError(f"start_cell and goal_cell must differ, both are {list(self.start_cell)}")
+
+    @model_serializer(mode="wrap")
+    def _serialise(self, handler):
+        """Dump only this family's fields (a kitchen config dumps exactly as before the maze existed)."""
+        data = handler(self)
+        other = _MAZE_DEFAULTS if self.name == "kitchen" else _KITCHEN_DEFAULTS
+        mine = _KITCHEN_DEFAULTS if self.name == "kitchen" else _MAZE_DEFAULTS
+        for k in other:
+            if k not in mine:
+                data.pop(k, None)
+        return data
+
+    @property
+    def image_states(self) -> bool:
+        """True when the env observes images (maze with ``state: image``)."""
+        return self.name == "maze" and self.state == "image"
 
     def env_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the env family's factory (:data:`spirl_ray.rl.envs.ENV_FACTORIES`)."""
+        if self.name == "maze":
+            kw: dict[str, Any] = {
+                "size": self.size,
+                "layout_seed": self.layout_seed,
+                "state": self.state,
+                "max_episode_steps": self.max_episode_steps,
+                "goal_distance": self.goal_distance,
+            }
+            if self.start_cell is not None:
+                kw["start_cell"] = tuple(self.start_cell)
+            if self.goal_cell is not None:
+                kw["goal_cell"] = tuple(self.goal_cell)
+            return kw
         return {
             "tasks_to_complete": tuple(self.tasks_to_complete),
             "state_layout": self.state_layout,
@@ -59,12 +167,12 @@ class EnvSection(_Section):
 
 
 class CollectSection(_Section):
-    """Scripted-expert data collection, used when ``data.path`` is not given or missing."""
+    """Scripted-expert data collection (kitchen primitives / maze planner), used when ``data.path`` is not given."""
 
     episodes: PositiveInt = Field(600, description="episodes to collect")
     seed: int = 0
     num_workers: int | None = Field(None, description="parallel Ray tasks (default: all CPUs)")
-    random_action_fraction: float = Field(0.0, ge=0, le=1, description="fraction of random-action episodes (appendix G)")
+    random_action_fraction: float = Field(0.0, ge=0, le=1, description="kitchen: fraction of random-action episodes (appendix G)")
 
 
 class DataSection(_Section):
@@ -95,6 +203,9 @@ class RLSection(_Section):
     )
     initial_alpha: PositiveFloat = Field(1.0, description="α at the start (paper: log α = 0, α = 1)")
     warmup_env_steps: NonNegativeInt = Field(5000, description="env steps sampled before the first update")
+    updates_per_step: PositiveFloat = Field(
+        1.0, description="gradient steps per sampled high-level transition (paper: 1; < 1 only to cut a quick run's cost)"
+    )
     batch_size: PositiveInt = 256
     lr: PositiveFloat = Field(3e-4, description="Adam lr for policy, critics and alpha")
     gamma: float = Field(0.99, gt=0, le=1)
@@ -205,14 +316,33 @@ class ExperimentConfig(_Section):
     @field_validator("skill_model")
     @classmethod
     def _check_skill_model(cls, v: dict[str, Any]) -> dict[str, Any]:
-        bad = {"obs_dim", "action_dim"} & set(v)
+        bad = {"obs_dim", "action_dim", "image_shape"} & set(v)
         if bad:
             raise ValueError(f"{sorted(bad)} are derived from the env and dataset; remove them")
         SkillModelConfig(obs_dim=1, action_dim=1, **v)  # validates names and values
         return v
 
-    def skill_model_config(self, obs_dim: int, action_dim: int) -> SkillModelConfig:
-        return SkillModelConfig(obs_dim=obs_dim, action_dim=action_dim, **self.skill_model)
+    @model_validator(mode="after")
+    def _check_env_fit(self) -> "ExperimentConfig":
+        if self.env.name == "maze" and self.data.collect.random_action_fraction:
+            raise ValueError("data.collect.random_action_fraction: the maze planner collector has no random-action "
+                             "episodes (kitchen only)")
+        if self.env.image_states:
+            try:
+                SkillModelConfig(obs_dim=4, action_dim=2, image_shape=(1, 2, 2), **self.skill_model)
+            except ValidationError as e:
+                msg = "; ".join(err["msg"] for err in e.errors())
+                raise ValueError(f"skill_model does not fit env.state 'image': {msg}") from None
+        return self
+
+    def skill_model_config(self, obs_dim: int, action_dim: int,
+                           image_shape: tuple[int, int, int] | None = None) -> SkillModelConfig:
+        """The skill model of this experiment for the dataset's dims (``image_shape``: image states (C, H, W)).
+
+        Raises:
+            pydantic.ValidationError: the fields do not fit these dims.
+        """
+        return SkillModelConfig(obs_dim=obs_dim, action_dim=action_dim, image_shape=image_shape, **self.skill_model)
 
     # ---- paths --------------------------------------------------------------------------
     @property
@@ -230,7 +360,8 @@ class ExperimentConfig(_Section):
         if self.data.path:
             return Path(self.data.path).expanduser().resolve()
         c = self.data.collect
-        name = f"scripted_{self.env.name}_{c.episodes}ep_seed{c.seed}_{self.env.state_layout}"
+        variant = self.env.state if self.env.name == "maze" else self.env.state_layout
+        name = f"scripted_{self.env.name}_{c.episodes}ep_seed{c.seed}_{variant}"
         if c.random_action_fraction:
             name += f"_random{c.random_action_fraction:g}"
         return Path(self.storage_path).expanduser().resolve() / "datasets" / f"{name}.hdf5"

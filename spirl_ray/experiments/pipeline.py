@@ -8,7 +8,8 @@ dataset / model (the cache dedups them) and ONE Tune experiment with a trial
 per (variant, seed). Everything is written below ``<storage_path>/<name>``::
 
     <storage_path>/datasets/*.hdf5 (+ .summary.json)  collected offline data (when not given; shared)
-    prior_rollouts.json                   prior vs N(0, I) skills, no RL (one arm)
+    prior_rollouts.json                   prior vs N(0, I) skills, no RL (one arm): subtasks (kitchen),
+                                          success rate (maze)
     prior_rollouts/<variant>.json         the same per sweep arm with a skill prior
     tune/spirl/                           Tune experiment: one trial per (variant, seed)
     config.resolved.yaml                  the validated config of this run
@@ -23,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from spirl_ray.experiments.config import ExperimentConfig
@@ -48,7 +50,16 @@ def write_resolved_config(cfg: ExperimentConfig) -> Path:
 
 # ---- stage 1: data ------------------------------------------------------------------------
 def data_stage(cfg: ExperimentConfig, show_progress: bool = True) -> Path:
-    """Return the dataset path, collecting it with the scripted expert when it does not exist."""
+    """Return the dataset path, collecting it with the scripted expert when it does not exist.
+
+    Kitchen: scripted primitives (:func:`~spirl_ray.data.collect_kitchen.collect_kitchen_dataset`);
+    maze: the BFS + waypoint planner on a new random 10x10 layout per episode
+    (:func:`~spirl_ray.data.collect_maze.collect_maze_dataset`, appendix C), with
+    ``images`` when ``env.state`` is ``image``.
+
+    Raises:
+        FileNotFoundError: ``data.path`` is set but does not exist.
+    """
     path = cfg.dataset_path
     if path.exists():
         say(f"data: using {path}")
@@ -56,6 +67,8 @@ def data_stage(cfg: ExperimentConfig, show_progress: bool = True) -> Path:
     if cfg.data.path:
         # An explicit path that does not exist is a user error, not a reason to collect.
         raise FileNotFoundError(f"data.path {cfg.data.path!r} does not exist (remove the key to collect scripted data)")
+    if cfg.env.name == "maze":
+        return _collect_maze(cfg, path, show_progress)
     from spirl_ray.data.collect_kitchen import collect_kitchen_dataset
 
     c = cfg.data.collect
@@ -78,6 +91,21 @@ def data_stage(cfg: ExperimentConfig, show_progress: bool = True) -> Path:
     return path
 
 
+def _collect_maze(cfg: ExperimentConfig, path: Path, show_progress: bool) -> Path:
+    from spirl_ray.data.collect_maze import collect_maze_dataset
+
+    c = cfg.data.collect
+    say(f"data: collecting {c.episodes} planner maze episodes ({cfg.env.state} observations) -> {path}")
+    summary = collect_maze_dataset(
+        path, num_episodes=c.episodes, seed=c.seed, num_workers=c.num_workers, state=cfg.env.state,
+        show_progress=show_progress,
+    )
+    say(f"data: planner success {summary['planner_success_rate']:.3f}, {summary['total_steps']} env steps, "
+        f"mean episode length {summary['episode_length']['mean']:.0f} env steps, "
+        f"{summary['wall_time_s']:.0f} s")
+    return path
+
+
 # ---- stage 2: skill prior -----------------------------------------------------------------
 def prior_stage(cfg: ExperimentConfig, dataset_path: Path, show_progress: bool = True, flat: bool = False):
     """Train (or fetch from the cache) the skill model + prior; returns a ``PriorTrainingResult``.
@@ -90,15 +118,22 @@ def prior_stage(cfg: ExperimentConfig, dataset_path: Path, show_progress: bool =
     from spirl_ray.data.sequence_dataset import SequenceDataset
     from spirl_ray.skills.train import cached_skill_prior
 
+    images = cfg.env.image_states
     data_settings = {
         "format": cfg.data.format,
         "state_layout": cfg.env.state_layout,
         "val_fraction": cfg.data.val_fraction,
         "split_seed": cfg.data.split_seed,
     }
-    episodes = read_dataset(dataset_path, fmt=cfg.data.format, state_layout=cfg.env.state_layout)
-    obs_dim, act_dim = episodes[0].observations.shape[1], episodes[0].actions.shape[1]
-    model_cfg = cfg.skill_model_config(obs_dim, act_dim)
+    if images:  # only then: vector-state cache keys stay what they were
+        data_settings["obs_key"] = "images"
+    episodes = read_dataset(dataset_path, fmt=cfg.data.format, state_layout=cfg.env.state_layout, read_images=images)
+    act_dim = episodes[0].actions.shape[1]
+    if images:
+        image_shape = tuple(int(d) for d in episodes[0].images.shape[1:])
+        model_cfg = cfg.skill_model_config(int(np.prod(image_shape)), act_dim, image_shape=image_shape)
+    else:
+        model_cfg = cfg.skill_model_config(episodes[0].observations.shape[1], act_dim)
     if flat:
         model_cfg = model_cfg.model_copy(
             update={"decoder": "flat", "horizon": 1, "latent_dim": act_dim, "decoder_state_conditioned": False}
@@ -106,10 +141,13 @@ def prior_stage(cfg: ExperimentConfig, dataset_path: Path, show_progress: bool =
     horizon = model_cfg.horizon
 
     def factory():
-        return SequenceDataset(episodes, horizon, cfg.data.val_fraction, cfg.data.split_seed, source=str(dataset_path))
+        return SequenceDataset(episodes, horizon, cfg.data.val_fraction, cfg.data.split_seed, source=str(dataset_path),
+                               obs_key="images" if images else "observations")
 
     what = ("flat action prior p(a|s)" if flat else
             f"{model_cfg.decoder} skill model, H={model_cfg.horizon}, |Z|={model_cfg.latent_dim}")
+    if images:
+        what += f", image states {model_cfg.image_shape} through a conv encoder {model_cfg.conv_channels}"
     say(f"prior: {what}, {cfg.prior_training.num_steps} steps")
     result = cached_skill_prior(
         dataset_path, None, data_settings, model_cfg, cfg.prior_training, cfg.prior_cache_dir,
@@ -126,7 +164,9 @@ def prior_stage(cfg: ExperimentConfig, dataset_path: Path, show_progress: bool =
 def prior_rollout_stage(cfg: ExperimentConfig, prior_path: Path, out: Path | None = None) -> dict[str, Any] | None:
     """Skills from the prior alone vs N(0, I), executed in the env; cached per prior file.
 
-    Written to ``out`` (default ``<root>/prior_rollouts.json``).
+    Written to ``out`` (default ``<root>/prior_rollouts.json``). Kitchen:
+    subtasks per episode; maze: success rate (goal reached within the
+    episode) and the fraction of the maze's free cells visited.
     """
     if cfg.prior_rollouts.episodes == 0:
         return None
@@ -138,16 +178,23 @@ def prior_rollout_stage(cfg: ExperimentConfig, prior_path: Path, out: Path | Non
     key = file_sha256(prior_path)
     if out.exists():
         old = json.loads(out.read_text())
-        if old.get("prior_sha256") == key and old.get("episodes") == cfg.prior_rollouts.episodes:
+        same_env = cfg.env.name == "kitchen" or old.get("env_kwargs") == json.loads(json.dumps(cfg.env.env_kwargs()))
+        if old.get("prior_sha256") == key and old.get("episodes") == cfg.prior_rollouts.episodes and same_env:
             say(f"prior rollouts: cached {out}")
             return old
     model = load_skill_model(prior_path)
     report: dict[str, Any] = {"prior_sha256": key, "episodes": cfg.prior_rollouts.episodes, "scoring": cfg.env.scoring}
+    if cfg.env.name != "kitchen":
+        report["env_kwargs"] = json.loads(json.dumps(cfg.env.env_kwargs()))
     for sampler in ("prior", "normal"):
         r = prior_rollouts(model, cfg.env.name, cfg.env.env_kwargs(), sampler, cfg.prior_rollouts.episodes, cfg.prior_rollouts.seed)
         report[sampler] = r
-        say(f"prior rollouts: z~{sampler:6s} mean subtasks ({cfg.env.scoring}) {r['mean_subtasks']:.2f}, "
-            f"any of 7 {r['mean_any_subtasks']:.2f}, mean return {r['mean_return']:.2f}")
+        if cfg.env.name == "maze":
+            say(f"prior rollouts: z~{sampler:6s} success rate {r['success_rate']:.2f}, "
+                f"free cells visited {r['mean_coverage']:.2f} per episode, mean return {r['mean_return']:.1f}")
+        else:
+            say(f"prior rollouts: z~{sampler:6s} mean subtasks ({cfg.env.scoring}) {r['mean_subtasks']:.2f}, "
+                f"any of 7 {r['mean_any_subtasks']:.2f}, mean return {r['mean_return']:.2f}")
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(report, indent=2))
@@ -204,6 +251,7 @@ def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int 
             kl_reduction=rl.kl_reduction,
             initial_alpha=rl.initial_alpha,
             warmup_env_steps=rl.warmup_env_steps,
+            updates_per_step=rl.updates_per_step,
             train_batch_size_per_learner=rl.batch_size,
             actor_lr=rl.lr,
             critic_lr=rl.lr,
