@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from spirl_ray.experiments.methods import get_method
 from spirl_ray.skills.models import SkillModelConfig
 from spirl_ray.skills.train import PriorTrainingConfig
 
@@ -64,19 +65,33 @@ _MAZE_DEFAULTS: dict[str, Any] = {
     "goal_distance": 40,
     "max_episode_steps": 2000,
 }
+_BLOCK_STACKING_DEFAULTS: dict[str, Any] = {
+    "state": "image",
+    "task": "downstream",
+    "reward": "dense",
+    "max_episode_steps": 1000,
+}
+#: env family -> its fields with their defaults
+_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "kitchen": _KITCHEN_DEFAULTS,
+    "maze": _MAZE_DEFAULTS,
+    "block_stacking": _BLOCK_STACKING_DEFAULTS,
+}
 
 
 class EnvSection(_Section):
-    """Low-level environment: ``kitchen`` (FrankaKitchen-v1) or ``maze`` (PointMaze, appendix C).
+    """Low-level environment: ``kitchen`` (FrankaKitchen-v1), ``maze`` (PointMaze) or ``block_stacking`` (appendix C).
 
-    Each family has its own fields; setting a field of the other family is an
+    Each family has its own fields; setting a field of another family is an
     error. Unset fields take the family's defaults (kitchen: the paper's
     target, D4RL's 30-d layout, ordered scoring, 280 steps; maze: the 20x20
     downstream maze of layout seed 0, image states, a goal 40 BFS cells from
-    the start, 2000 steps), so a resolved config lists the values used.
+    the start, 2000 steps; block stacking: the 11-block downstream task,
+    image states, dense reward, 1000 steps), so a resolved config lists the
+    values used.
     """
 
-    name: Literal["kitchen", "maze"] = "kitchen"
+    name: Literal["kitchen", "maze", "block_stacking"] = "kitchen"
     # ---- kitchen ----
     tasks_to_complete: list[str] | None = Field(
         None, description="kitchen: target subtasks, in order (the paper's kitchen target by default)",
@@ -87,7 +102,8 @@ class EnvSection(_Section):
     scoring: Literal["ordered", "any_order"] | None = Field(None, description="kitchen: 'ordered' = reference SPiRL scoring")
     # ---- maze ----
     state: Literal["image", "state"] | None = Field(
-        None, description="maze: 'image' = 2 stacked 32x32 uint8 local top-down views (paper); 'state' = (x, y, vx, vy)"
+        None, description="maze / block_stacking: 'image' = 2 stacked 32x32 views, uint8 (C, H, W) (paper); "
+        "'state' = maze (x, y, vx, vy), block_stacking the 5 + 4 x blocks vector",
     )
     size: PositiveInt | None = Field(None, description="maze: interior cells per side of the downstream maze (paper: 20)")
     layout_seed: int | None = Field(None, description="maze: seed of the downstream layout (and default start/goal)")
@@ -96,13 +112,24 @@ class EnvSection(_Section):
     goal_distance: PositiveInt | None = Field(
         None, description="maze: longest BFS distance (cells) of the default start/goal pair"
     )
-    # ---- both ----
-    max_episode_steps: PositiveInt | None = Field(None, description="episode length in env steps (kitchen 280, maze 2000)")
+    # ---- block stacking ----
+    task: Literal["downstream", "data_collection"] | None = Field(
+        None, description="block_stacking RL env: 'downstream' = 11 blocks in a row (paper's target task); "
+        "'data_collection' = the 5-block env of the data (random stacks)",
+    )
+    reward: Literal["dense", "sparse"] | None = Field(
+        None, description="block_stacking: 'dense' = lift + on-top + tower terms (appendix C); 'sparse' = tower only"
+    )
+    # ---- all ----
+    max_episode_steps: PositiveInt | None = Field(
+        None, description="episode length in env steps (kitchen 280, maze 2000, block_stacking 1000)"
+    )
 
     @model_validator(mode="after")
     def _resolve_family(self) -> "EnvSection":
-        mine, other = (_KITCHEN_DEFAULTS, _MAZE_DEFAULTS) if self.name == "kitchen" else (_MAZE_DEFAULTS, _KITCHEN_DEFAULTS)
-        wrong = sorted(k for k in other if k not in mine and getattr(self, k) is not None)
+        mine = _FAMILY_DEFAULTS[self.name]
+        others = {k for fam, d in _FAMILY_DEFAULTS.items() if fam != self.name for k in d}
+        wrong = sorted(k for k in others if k not in mine and getattr(self, k) is not None)
         if wrong:
             raise ValueError(f"{wrong} do not apply to env.name {self.name!r} (its fields: {sorted(mine)})")
         for k, v in mine.items():
@@ -131,17 +158,17 @@ class EnvSection(_Section):
     def _serialise(self, handler):
         """Dump only this family's fields (a kitchen config dumps exactly as before the maze existed)."""
         data = handler(self)
-        other = _MAZE_DEFAULTS if self.name == "kitchen" else _KITCHEN_DEFAULTS
-        mine = _KITCHEN_DEFAULTS if self.name == "kitchen" else _MAZE_DEFAULTS
-        for k in other:
-            if k not in mine:
-                data.pop(k, None)
+        mine = _FAMILY_DEFAULTS[self.name]
+        for fam, d in _FAMILY_DEFAULTS.items():
+            for k in d:
+                if fam != self.name and k not in mine:
+                    data.pop(k, None)
         return data
 
     @property
     def image_states(self) -> bool:
-        """True when the env observes images (maze with ``state: image``)."""
-        return self.name == "maze" and self.state == "image"
+        """True when the env observes images (maze / block stacking with ``state: image``)."""
+        return self.name in ("maze", "block_stacking") and self.state == "image"
 
     def env_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the env family's factory (:data:`spirl_ray.rl.envs.ENV_FACTORIES`)."""
@@ -158,6 +185,16 @@ class EnvSection(_Section):
             if self.goal_cell is not None:
                 kw["goal_cell"] = tuple(self.goal_cell)
             return kw
+        if self.name == "block_stacking":
+            from spirl_ray.envs.block_stacking import DATA_COLLECTION_KWARGS, DOWNSTREAM_KWARGS
+
+            base = DOWNSTREAM_KWARGS if self.task == "downstream" else DATA_COLLECTION_KWARGS
+            return {
+                **base,
+                "obs_mode": self.state,
+                "reward_type": self.reward,
+                "max_episode_steps": self.max_episode_steps,
+            }
         return {
             "tasks_to_complete": tuple(self.tasks_to_complete),
             "state_layout": self.state_layout,
@@ -167,12 +204,12 @@ class EnvSection(_Section):
 
 
 class CollectSection(_Section):
-    """Scripted-expert data collection (kitchen primitives / maze planner), used when ``data.path`` is not given."""
+    """Scripted-expert data collection (kitchen primitives / maze planner / stacking script), when ``data.path`` is not given."""
 
     episodes: PositiveInt = Field(600, description="episodes to collect")
     seed: int = 0
     num_workers: int | None = Field(None, description="parallel Ray tasks (default: all CPUs)")
-    random_action_fraction: float = Field(0.0, ge=0, le=1, description="kitchen: fraction of random-action episodes (appendix G)")
+    random_action_fraction: float = Field(0.0, ge=0, le=1, description="kitchen / block_stacking: fraction of random-action episodes (appendix G)")
 
 
 class DataSection(_Section):
@@ -327,6 +364,13 @@ class ExperimentConfig(_Section):
         if self.env.name == "maze" and self.data.collect.random_action_fraction:
             raise ValueError("data.collect.random_action_fraction: the maze planner collector has no random-action "
                              "episodes (kitchen only)")
+        if (self.env.name == "block_stacking" and self.env.state == "state" and self.env.task == "downstream"
+                and get_method(self.rl.method).offline_model is not None):
+            raise ValueError(
+                "env.state 'state' with env.task 'downstream': the prior learns from 5-block data (25-d states) and "
+                "cannot read the 11-block env's 49-d states; use env.state 'image' (the paper's) or env.task "
+                "'data_collection'"
+            )
         if self.env.image_states:
             try:
                 SkillModelConfig(obs_dim=4, action_dim=2, image_shape=(1, 2, 2), **self.skill_model)
@@ -360,7 +404,7 @@ class ExperimentConfig(_Section):
         if self.data.path:
             return Path(self.data.path).expanduser().resolve()
         c = self.data.collect
-        variant = self.env.state if self.env.name == "maze" else self.env.state_layout
+        variant = self.env.state if self.env.name in ("maze", "block_stacking") else self.env.state_layout
         name = f"scripted_{self.env.name}_{c.episodes}ep_seed{c.seed}_{variant}"
         if c.random_action_fraction:
             name += f"_random{c.random_action_fraction:g}"

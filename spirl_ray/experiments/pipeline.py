@@ -9,7 +9,7 @@ per (variant, seed). Everything is written below ``<storage_path>/<name>``::
 
     <storage_path>/datasets/*.hdf5 (+ .summary.json)  collected offline data (when not given; shared)
     prior_rollouts.json                   prior vs N(0, I) skills, no RL (one arm): subtasks (kitchen),
-                                          success rate (maze)
+                                          success rate (maze), stacked blocks (block stacking)
     prior_rollouts/<variant>.json         the same per sweep arm with a skill prior
     tune/spirl/                           Tune experiment: one trial per (variant, seed)
     config.resolved.yaml                  the validated config of this run
@@ -55,7 +55,12 @@ def data_stage(cfg: ExperimentConfig, show_progress: bool = True) -> Path:
     Kitchen: scripted primitives (:func:`~spirl_ray.data.collect_kitchen.collect_kitchen_dataset`);
     maze: the BFS + waypoint planner on a new random 10x10 layout per episode
     (:func:`~spirl_ray.data.collect_maze.collect_maze_dataset`, appendix C), with
-    ``images`` when ``env.state`` is ``image``.
+    ``images`` when ``env.state`` is ``image``; block stacking: the noisy
+    stacking script in the 5-block env
+    (:func:`~spirl_ray.data.collect_block_stacking.collect_block_stacking_dataset`,
+    appendix C; a ``data.collect.random_action_fraction`` of random-action
+    episodes, appendix G), with ``images`` (N, 6, 32, 32) when ``env.state``
+    is ``image``.
 
     Raises:
         FileNotFoundError: ``data.path`` is set but does not exist.
@@ -69,6 +74,8 @@ def data_stage(cfg: ExperimentConfig, show_progress: bool = True) -> Path:
         raise FileNotFoundError(f"data.path {cfg.data.path!r} does not exist (remove the key to collect scripted data)")
     if cfg.env.name == "maze":
         return _collect_maze(cfg, path, show_progress)
+    if cfg.env.name == "block_stacking":
+        return _collect_block_stacking(cfg, path, show_progress)
     from spirl_ray.data.collect_kitchen import collect_kitchen_dataset
 
     c = cfg.data.collect
@@ -102,6 +109,25 @@ def _collect_maze(cfg: ExperimentConfig, path: Path, show_progress: bool) -> Pat
     )
     say(f"data: planner success {summary['planner_success_rate']:.3f}, {summary['total_steps']} env steps, "
         f"mean episode length {summary['episode_length']['mean']:.0f} env steps, "
+        f"{summary['wall_time_s']:.0f} s")
+    return path
+
+
+def _collect_block_stacking(cfg: ExperimentConfig, path: Path, show_progress: bool) -> Path:
+    from spirl_ray.data.collect_block_stacking import collect_block_stacking_dataset
+
+    c = cfg.data.collect
+    say(f"data: collecting {c.episodes} scripted block-stacking episodes (5 blocks, {cfg.env.state} observations, "
+        f"{c.random_action_fraction:.0%} random-action episodes) -> {path}")
+    summary = collect_block_stacking_dataset(
+        path, num_episodes=c.episodes, seed=c.seed, num_workers=c.num_workers, images=cfg.env.state == "image",
+        random_action_fraction=c.random_action_fraction, show_progress=show_progress,
+    )
+    st, sb = summary["stacks_per_episode"], summary["stacked_blocks"]
+    mean_stacks = "n/a" if st["mean"] is None else f"{st['mean']:.2f}"
+    max_stacked = "n/a" if sb["scripted_max_mean"] is None else f"{sb['scripted_max_mean']:.2f}"
+    say(f"data: {mean_stacks} successful stacks per scripted episode, highest tower {max_stacked} stacked blocks, "
+        f"{summary['total_steps']} env steps, mean episode length {summary['mean_episode_length']:.0f} env steps, "
         f"{summary['wall_time_s']:.0f} s")
     return path
 
@@ -166,7 +192,9 @@ def prior_rollout_stage(cfg: ExperimentConfig, prior_path: Path, out: Path | Non
 
     Written to ``out`` (default ``<root>/prior_rollouts.json``). Kitchen:
     subtasks per episode; maze: success rate (goal reached within the
-    episode) and the fraction of the maze's free cells visited.
+    episode) and the fraction of the maze's free cells visited; block
+    stacking: stacked blocks at the episode's end (the paper's metric) and
+    the episode's highest tower.
     """
     if cfg.prior_rollouts.episodes == 0:
         return None
@@ -192,6 +220,9 @@ def prior_rollout_stage(cfg: ExperimentConfig, prior_path: Path, out: Path | Non
         if cfg.env.name == "maze":
             say(f"prior rollouts: z~{sampler:6s} success rate {r['success_rate']:.2f}, "
                 f"free cells visited {r['mean_coverage']:.2f} per episode, mean return {r['mean_return']:.1f}")
+        elif cfg.env.name == "block_stacking":
+            say(f"prior rollouts: z~{sampler:6s} stacked blocks {r['mean_stacked_blocks']:.2f} at the end, "
+                f"{r['mean_max_stacked_blocks']:.2f} at best, mean return {r['mean_return']:.1f}")
         else:
             say(f"prior rollouts: z~{sampler:6s} mean subtasks ({cfg.env.scoring}) {r['mean_subtasks']:.2f}, "
                 f"any of 7 {r['mean_any_subtasks']:.2f}, mean return {r['mean_return']:.2f}")

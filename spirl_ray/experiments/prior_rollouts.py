@@ -3,8 +3,8 @@
 Skills are drawn from the learned prior p(z|s) alone — no policy, no reward —
 and executed with the decoder; the same is done with z ~ N(0, I) (what a
 skill-space agent without a prior explores with). A useful prior completes
-more subtasks (kitchen) or reaches the goal more often and visits more of the
-maze (maze) than N(0, I).
+more subtasks (kitchen), reaches the goal more often and visits more of the
+maze (maze), or stacks more blocks (block stacking) than N(0, I).
 """
 
 from __future__ import annotations
@@ -44,7 +44,11 @@ def prior_rollouts(
         ``info["success"]``: ``success`` (list of bools, last step's value) and
         ``success_rate``. When it reports positions (maze, ``info["xy"]``):
         ``coverage`` (list, fraction of the maze's free cells visited per
-        episode) and ``mean_coverage``.
+        episode) and ``mean_coverage``. When it reports
+        ``info["stacked_blocks"]`` (block stacking): ``stacked_blocks`` (list,
+        the last step's value: the paper's "# blocks stacked"),
+        ``max_stacked_blocks`` (list, the episode's highest tower) and their
+        means ``mean_stacked_blocks``, ``mean_max_stacked_blocks``.
 
     Raises:
         ValueError: unknown ``sampler``.
@@ -57,6 +61,8 @@ def prior_rollouts(
     returns, subtasks, any_subtasks, env_steps = [], [], [], 0
     success: list[bool] = []
     coverage: list[float] = []
+    stacked: list[int] = []
+    max_stacked: list[int] = []
     for ep in range(episodes):
         obs, info = env.reset(seed=seed + ep)
         done, ep_ret = False, 0.0
@@ -76,6 +82,9 @@ def prior_rollouts(
                 xy.append(np.asarray(info["xy_trace"], np.float64))
         if "success" in info:
             success.append(bool(info["success"]))
+        if "stacked_blocks" in info:
+            stacked.append(int(info["stacked_blocks"]))
+            max_stacked.append(int(info.get("max_stacked_blocks", info["stacked_blocks"])))
         if xy is not None:
             coverage.append(cell_coverage(env.unwrapped.layout, np.concatenate(xy)))
         returns.append(ep_ret)
@@ -87,6 +96,9 @@ def prior_rollouts(
         extra.update(success=success, success_rate=float(np.mean(success)))
     if coverage:
         extra.update(coverage=coverage, mean_coverage=float(np.mean(coverage)))
+    if stacked:
+        extra.update(stacked_blocks=stacked, max_stacked_blocks=max_stacked,
+                     mean_stacked_blocks=float(np.mean(stacked)), mean_max_stacked_blocks=float(np.mean(max_stacked)))
     return {
         "sampler": sampler,
         "episodes": episodes,
