@@ -16,6 +16,11 @@ Result-dict keys (after RLlib's aggregation over EnvRunners):
   of finished episodes (only if the env reports it).
 * ``env_runners/success_mean`` — fraction of finished episodes whose last
   step reported ``success`` (only if the env reports it).
+* ``env_runners/stacked_blocks_mean`` — block stacking: ``stacked_blocks``
+  of finished episodes' last step, i.e. blocks on top of the base of the
+  highest tower at the episode's end (the paper's "# blocks stacked", Fig. 4
+  middle); ``env_runners/max_stacked_blocks_mean`` — the episode's highest
+  tower at any step (only if the env reports them).
 * ``throughput/env_steps_per_s``, ``throughput/high_level_steps_per_s``,
   ``throughput/updates_per_s`` — this iteration's counts (``env_steps_sampled``,
   ``num_env_steps_sampled``, ``num_gradient_updates``) over the wall clock
@@ -58,6 +63,8 @@ ENV_STEPS = "env_steps_sampled"
 EPISODE_ENV_STEPS = "episode_env_steps_mean"
 NUM_SUBTASKS = "num_subtasks_completed_mean"
 SUCCESS = "success_mean"
+STACKED_BLOCKS = "stacked_blocks_mean"
+MAX_STACKED_BLOCKS = "max_stacked_blocks_mean"
 THROUGHPUT = "throughput"
 #: EnvRunner metric carrying the subsampled (K, 2) xy trace of each finished episode.
 XY_TRACES = "xy_traces"
@@ -168,7 +175,8 @@ class SPiRLMetricsCallback(RLlibCallback):
         metrics_logger.log_value(ENV_STEPS, n, reduce="sum")
 
     def on_episode_end(self, *, episode, prev_episode_chunks=None, env_runner=None, metrics_logger=None, **kwargs) -> None:
-        """Per finished episode: low-level length, last ``num_subtasks_completed``, last ``success``, xy trace."""
+        """Per finished episode: low-level length, last ``num_subtasks_completed`` / ``success`` /
+        ``stacked_blocks`` / ``max_stacked_blocks``, xy trace."""
         if metrics_logger is None:
             return
         chunks = list(prev_episode_chunks or []) + [episode]
@@ -182,6 +190,10 @@ class SPiRLMetricsCallback(RLlibCallback):
             metrics_logger.log_value(NUM_SUBTASKS, float(last["num_subtasks_completed"]), window=win)
         if "success" in last:
             metrics_logger.log_value(SUCCESS, float(bool(last["success"])), window=win)
+        if "stacked_blocks" in last:
+            metrics_logger.log_value(STACKED_BLOCKS, float(last["stacked_blocks"]), window=win)
+        if "max_stacked_blocks" in last:
+            metrics_logger.log_value(MAX_STACKED_BLOCKS, float(last["max_stacked_blocks"]), window=win)
         first = chunks[0].get_infos()
         trace = _xy_trace(first[0] if len(first) else None, infos)
         if trace is not None:
