@@ -265,8 +265,9 @@ class RLSection(_Section):
     checkpoint_every: PositiveInt = Field(10, description="checkpoint every N training iterations")
     min_sample_timesteps_per_iteration: PositiveInt = Field(100, description="high-level steps per training iteration")
     metrics_window_episodes: PositiveInt = Field(
-        20, description="episodes averaged in episode metrics (return, subtasks, success); RLlib's default 100 "
-        "hides trends over the few hundred episodes of a short run",
+        20, description="RLlib's per-EnvRunner window of episode metrics (return, subtasks, success). RLlib 2.60 "
+        "resets EnvRunner metrics every iteration, so an iteration's value averages only the episodes that ended "
+        "in it; smooth curves with `python -m spirl_ray.plot --smooth N`",
     )
 
     @field_validator("seeds")
