@@ -106,7 +106,10 @@ def test_killed_env_runner_is_restarted_and_training_continues(ray_session, skil
         assert runners_after[1]["pid"] != runners_before[1]["pid"]  # a new process ...
         assert runners_after[2]["pid"] == runners_before[2]["pid"]  # ... only for the killed runner
         assert runners_after[1]["steps"] > 0  # the restarted runner samples again
-        # The restarted runner got the learner's current policy, not a fresh init.
+        # The restarted runner gets the learner's current policy, not a fresh init. A runner that
+        # RLlib brings back into service in the middle of a training step has missed that step's
+        # (fire-and-forget) weight sync; the next step's sync reaches it.
+        algo.train()
         learner_pi = next(iter(algo.learner_group.foreach_learner(lambda l: l.module[DEFAULT_MODULE_ID].pi.state_dict()))).get()
         runner_pi = algo.env_runner_group.foreach_env_runner(
             lambda r: r.module.pi.state_dict(), local_env_runner=False, remote_worker_ids=[1]
