@@ -173,7 +173,7 @@ def plot_exploration(env_kwargs: dict[str, Any], positions: dict[str, np.ndarray
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=130)
+    fig.savefig(out, dpi=130, bbox_inches="tight")
     plt.close(fig)
     return out
 
@@ -321,7 +321,7 @@ def trajectories(experiment_dir: str | Path, out: str | Path | None = None) -> d
     fig.colorbar(sm, ax=axes[0].tolist(), fraction=0.02, pad=0.01, label="training time (first → last episode)")
     out = Path(out) if out is not None else root / "trajectories.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=130)
+    fig.savefig(out, dpi=130, bbox_inches="tight")
     plt.close(fig)
     print(f"[spirl-ray] trajectories: {len(trials)} trial(s) -> {out}", flush=True)
     return {"png": str(out), "trials": summary}
