@@ -245,6 +245,10 @@ class RLSection(_Section):
     )
     batch_size: PositiveInt = 256
     lr: PositiveFloat = Field(3e-4, description="Adam lr for policy, critics and alpha")
+    alpha_lr: PositiveFloat | None = Field(
+        None, description="Adam lr for log alpha (None: `lr`, the paper's choice). At a short budget a larger one "
+        "lets alpha reach its working range before the run ends (log alpha moves about alpha_lr per update)",
+    )
     gamma: float = Field(0.99, gt=0, le=1)
     tau: PositiveFloat = 5e-3
     replay_capacity: PositiveInt = Field(1_000_000, description="high-level transitions")
@@ -264,6 +268,10 @@ class RLSection(_Section):
     )
     checkpoint_every: PositiveInt = Field(10, description="checkpoint every N training iterations")
     min_sample_timesteps_per_iteration: PositiveInt = Field(100, description="high-level steps per training iteration")
+    min_time_s_per_iteration: float = Field(
+        0.0, ge=0, description="seconds per training iteration at least (RLlib's SAC default is 1 s; 0 makes "
+        "iteration boundaries depend on steps only, so results rows are reproducible across machine speeds)",
+    )
     metrics_window_episodes: PositiveInt = Field(
         20, description="RLlib's per-EnvRunner window of episode metrics (return, subtasks, success). RLlib 2.60 "
         "resets EnvRunner metrics every iteration, so an iteration's value averages only the episodes that ended "

@@ -286,7 +286,7 @@ def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int 
             train_batch_size_per_learner=rl.batch_size,
             actor_lr=rl.lr,
             critic_lr=rl.lr,
-            alpha_lr=rl.lr,
+            alpha_lr=rl.lr if rl.alpha_lr is None else rl.alpha_lr,
             gamma=rl.gamma,
             tau=rl.tau,
             replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": rl.replay_capacity},
@@ -295,6 +295,7 @@ def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int 
         )
         .reporting(
             min_sample_timesteps_per_iteration=rl.min_sample_timesteps_per_iteration,
+            min_time_s_per_iteration=rl.min_time_s_per_iteration,
             metrics_num_episodes_for_smoothing=rl.metrics_window_episodes,
         )
         .fault_tolerance(
