@@ -66,3 +66,17 @@ def test_smoothing_is_a_trailing_mean_per_trial(tmp_path):
     np.testing.assert_allclose(agg["spirl"]["mean"], [0.0, 1.0, 1.0, 1.0])
     with pytest.raises(ValueError, match="window"):
         aggregate([c], smoothing=0)
+
+
+def test_running_trial_with_half_written_last_row_is_plotted(tmp_path):
+    """Tune appends result rows while a trial runs: a torn last line is skipped, a torn middle line is an error."""
+    _trial(tmp_path, "spirl", "s0", [0, 100, 200], [0.0, 1.0, 2.0])
+    f = tmp_path / "spirl" / "s0" / "result.json"
+    with open(f, "a") as fh:
+        fh.write('{"env_runners": {"env_steps_lif')
+    (c,) = load_curves([tmp_path])
+    np.testing.assert_allclose(c.x, [0, 100, 200])
+    lines = f.read_text().splitlines()
+    f.write_text("\n".join([lines[0], lines[1][:20], lines[2]]) + "\n")
+    with pytest.raises(ValueError, match="line 2 is not a JSON result row"):
+        load_curves([tmp_path])

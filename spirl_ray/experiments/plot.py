@@ -53,15 +53,27 @@ def _method_of(trial_dir: Path) -> str:
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
-    """A trial's ``result.json`` (JSON lines) as a DataFrame with ``/``-joined nested keys; ``config`` dropped."""
+    """A trial's ``result.json`` (JSON lines) as a DataFrame with ``/``-joined nested keys; ``config`` dropped.
+
+    The last line of a running trial's file may be half written: it is skipped,
+    so a running experiment can be plotted.
+
+    Raises:
+        ValueError: a line other than the last is not JSON (names the file and line).
+    """
     rows = []
     with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                row = json.loads(line)
-                row.pop("config", None)
-                rows.append(row)
+        lines = [line.strip() for line in f]
+    lines = [line for line in lines if line]
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == len(lines) - 1:
+                break  # a result still being written
+            raise ValueError(f"{path}: line {i + 1} is not a JSON result row ({e})") from None
+        row.pop("config", None)
+        rows.append(row)
     return pd.json_normalize(rows, sep="/")
 
 
