@@ -64,6 +64,56 @@ def test_policy_equals_prior_at_init_including_batchnorm_stats(skill_model_path)
     assert before and all(torch.equal(v, after[k]) for k, v in before.items())
 
 
+def test_skill_prior_squash_scale_makes_the_copied_policy_execute_the_prior_skills(skill_model_path):
+    """z = 2·tanh(u / 2): at init the executed skills follow p(z|s); the reference's z = 2·tanh(u) doubles them."""
+    from spirl_ray.rl.spirl import losses
+    from spirl_ray.rl.spirl.rl_module import to_squash_space
+    from spirl_ray.skills.checkpoint import load_skill_model
+
+    prior = load_skill_model(skill_model_path).prior
+    ours = _module(skill_model_path, prior_in_action_space=True)  # what SPiRLConfig sets for a skill prior
+    ref = _module(skill_model_path, prior_in_action_space=True, squash_scale=1.0)
+    assert (ours.squash_scale, ref.squash_scale) == (2.0, 1.0)
+    x = torch.randn(2000, OBS)
+    with torch.no_grad():
+        p = prior(x)
+        mu, sigma = p[:, :Z], p[:, Z:].exp()
+        g = torch.Generator().manual_seed(0)
+        u = mu + sigma * torch.randn(mu.shape, generator=g)  # z ~ p(z|s) as the prior means it
+        for module, scale in ((ours, 2.0), (ref, 1.0)):
+            inputs = module.forward_inference({Columns.OBS: x})[Columns.ACTION_DIST_INPUTS]
+            torch.testing.assert_close(inputs, torch.cat([mu / scale, sigma.log() - np.log(scale)], -1))
+            torch.testing.assert_close(module.forward_train(_batch())[PRIOR_DIST_INPUTS],
+                                       to_squash_space(prior(_batch()[Columns.OBS]), scale))
+        v = (u / 2.0).tanh() * 2.0  # executed skill, ours
+        v_ref = u.tanh() * 2.0  # executed skill, reference
+    small = (u.abs() < 0.5)
+    assert (v - u)[small].abs().max() < 0.025  # within 1.2 % of the prior's skill
+    assert ((v_ref - u)[small].abs() / u[small].abs().clamp_min(1e-3)).median() > 0.8  # about doubled
+    # the KL (both estimators) is invariant under the shared affine map
+    a, b = torch.randn(64, 2 * Z), torch.randn(64, 2 * Z)
+    a[:, Z:], b[:, Z:] = a[:, Z:].clamp(-4, 1), b[:, Z:].clamp(-4, 1)  # inside log_sigma's clamp [-5, 2] either way
+    for est in ("analytic", "sampled"):
+        torch.manual_seed(3)
+        k1 = losses.kl_to_prior(a, b, estimator=est)
+        torch.manual_seed(3)
+        k2 = losses.kl_to_prior(to_squash_space(a, 2.0), to_squash_space(b, 2.0), estimator=est)
+        torch.testing.assert_close(k1, k2)
+
+
+def test_squash_scale_is_resolved_from_the_skill_model(skill_model_path):
+    """SPiRLConfig: a skill prior -> s = the skill bound; no prior / explicit value -> as set; bad value -> error."""
+    cfg = SPiRLConfig().environment(observation_space=OBS_SPACE, action_space=ACT_SPACE).training(
+        skill_model_path=skill_model_path)
+    assert cfg._model_config_auto_includes["prior_in_action_space"] is True
+    assert cfg._model_config_auto_includes["squash_scale"] is None
+    assert cfg.copy().training(squash_scale=1)._model_config_auto_includes["squash_scale"] == 1.0
+    with pytest.raises(ValueError, match="squash_scale must be None or a number > 0"):
+        cfg.copy().training(squash_scale=0).validate()
+    with pytest.raises(ValueError, match="squash_scale must be > 0"):
+        _module(skill_model_path, squash_scale=-1.0)
+
+
 def test_no_prior_init_gives_a_different_policy(skill_model_path):
     torch.manual_seed(123)
     module = _module(skill_model_path, init_policy_from_prior=False)

@@ -239,6 +239,11 @@ class RLSection(_Section):
         description="method spirl_no_prior_init: env steps with ω = 1, then env steps annealing ω to 0 (appendix F)",
     )
     initial_alpha: PositiveFloat = Field(1.0, description="α at the start (paper: log α = 0, α = 1)")
+    squash_scale: PositiveFloat | None = Field(
+        None, description="s in z = 2·tanh(u / s), u the policy's Gaussian sample in the prior's space. None: 2 for "
+        "a skill prior (a policy copied from the prior executes the prior's skills), 1 for a flat prior; "
+        "1 = the reference code's z = 2·tanh(u)",
+    )
     warmup_env_steps: NonNegativeInt = Field(5000, description="env steps sampled before the first update")
     updates_per_step: PositiveFloat = Field(
         1.0, description="gradient steps per sampled high-level transition (paper: 1; < 1 only to cut a quick run's cost)"

@@ -74,6 +74,7 @@ class SPiRLConfig(SACConfig):
         self.critic_hidden: int = 256
         self.critic_layers: int = 5
         self.prior_sampling_schedule: Optional[Tuple[int, int]] = None
+        self.squash_scale: Optional[float] = None
         # ---- speed (see `training()`); learning is the same either way ----
         self.learner_fast_path: bool = True
         self.max_updates_per_learner_call: int = 64
@@ -113,6 +114,7 @@ class SPiRLConfig(SACConfig):
         critic_hidden: Optional[int] = NotProvided,
         critic_layers: Optional[int] = NotProvided,
         prior_sampling_schedule: Optional[Tuple[int, int]] = NotProvided,
+        squash_scale: Optional[float] = NotProvided,
         learner_fast_path: Optional[bool] = NotProvided,
         max_updates_per_learner_call: Optional[int] = NotProvided,
         learner_torch_threads: Optional[int] = NotProvided,
@@ -170,6 +172,16 @@ class SPiRLConfig(SACConfig):
                 (:func:`~spirl_ray.rl.spirl.prior_sampling.prior_sample_prob`).
                 Needs ``skill_model_path``; the prior is then loaded on the
                 EnvRunners too. ``None`` (default): off.
+            squash_scale: s in z = bound·tanh(u / s), u the policy's Gaussian
+                sample in the prior's space (the policy is "tanh-squashed to
+                [-bound, bound]" either way). ``None`` (default): s = bound
+                (2 for skills) when the prior is a skill prior, so z ≈ u for
+                |u| ≲ 1 and the policy copied from the prior executes the
+                prior's skills; s = 1 for a flat action prior (fitted on
+                atanh(a)) and without a prior. ``1.0`` reproduces the reference
+                code (z = 2·tanh(u), about 2u near 0 for a prior-copied
+                policy). The KL is unaffected (same affine map on both
+                Gaussians). Must be > 0.
             learner_fast_path: True (default): the gradient steps of a
                 ``training_step`` go to the learner as ONE batch of K x
                 ``train_batch_size_per_learner`` replay samples, and the learner
@@ -221,6 +233,7 @@ class SPiRLConfig(SACConfig):
             critic_hidden=critic_hidden,
             critic_layers=critic_layers,
             prior_sampling_schedule=prior_sampling_schedule,
+            squash_scale=squash_scale,
             learner_fast_path=learner_fast_path,
             max_updates_per_learner_call=max_updates_per_learner_call,
             learner_torch_threads=learner_torch_threads,
@@ -253,6 +266,10 @@ class SPiRLConfig(SACConfig):
         for name in ("critic_hidden", "critic_layers"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 errors.append(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
+        if self.squash_scale is not None and not (
+            isinstance(self.squash_scale, (int, float)) and self.squash_scale > 0
+        ):
+            errors.append(f"squash_scale must be None or a number > 0, got {self.squash_scale!r}")
         if not (isinstance(self.warmup_sample_chunk, int) and self.warmup_sample_chunk >= 1):
             errors.append(f"warmup_sample_chunk must be an int >= 1, got {self.warmup_sample_chunk!r}")
         if not (isinstance(self.max_updates_per_learner_call, int) and self.max_updates_per_learner_call >= 1):
@@ -318,12 +335,15 @@ class SPiRLConfig(SACConfig):
             "critic_hidden": self.critic_hidden,
             "critic_layers": self.critic_layers,
             "prior_sampling": self.prior_sampling_schedule is not None,
+            "squash_scale": None if self.squash_scale is None else float(self.squash_scale),
+            "prior_in_action_space": False,
         }
         meta = self._skill_model_meta
         if meta is None and self.skill_model_path and Path(self.skill_model_path).is_file():
             meta = _read_skill_model_meta(self.skill_model_path)  # config used before validate()
         if meta is not None:
-            inc |= {"policy_hidden": meta["prior_hidden"], "policy_layers": meta["prior_layers"], "policy_batch_norm": True}
+            inc |= {"policy_hidden": meta["prior_hidden"], "policy_layers": meta["prior_layers"], "policy_batch_norm": True,
+                    "prior_in_action_space": meta["decoder"] != "flat"}
         return inc
 
 
@@ -338,4 +358,5 @@ def _read_skill_model_meta(path: str) -> Dict[str, Any]:
         "horizon": c.horizon,
         "prior_hidden": c.prior_hidden,
         "prior_layers": c.prior_layers,
+        "decoder": c.decoder,
     }

@@ -8,8 +8,19 @@ of the skill prior network"):
   (:func:`~spirl_ray.skills.models.freeze_batch_norm`), initialised from the
   prior's weights (appendix F) when ``model_config["skill_model_path"]`` is set
   and ``init_policy_from_prior`` is True. Its output is exactly what RLlib's
-  ``TorchSquashedGaussian`` reads, so EnvRunners act a = tanh(u) in [-1, 1],
-  rescaled to the skill env's Box(-2, 2) -> z = 2·tanh(u).
+  ``TorchSquashedGaussian`` reads, so EnvRunners act a = tanh(v) in [-1, 1],
+  rescaled to the skill env's Box(-2, 2) -> z = 2·tanh(v).
+* Squash scale s (``model_config["squash_scale"]``): the networks (policy
+  and prior alike) output a Gaussian over u in the prior's space and the
+  module hands RLlib v = u / s, i.e. dist inputs [mu / s, log_sigma - log s],
+  so z = 2·tanh(u / s). With s = 2 (the default for a skill prior, whose u
+  *is* a skill z) z ≈ u for |u| ≲ 1 and a policy copied from the prior
+  executes the prior's skills; with s = 1 (the reference code's
+  ``max_action_range * tanh(u)``) it executes z ≈ 2u, measured to halve the
+  subtasks the copied prior completes in the kitchen. The same affine map is
+  applied to the prior's params, and the Gaussian KL (analytic or sampled)
+  is invariant under it. A flat action prior is fitted on atanh(a), already
+  the pre-squash space: s = 1.
 * ``qf``/``qf_twin`` (+ target copies): MLPs on [s, a] with LeakyReLU(0.2),
   ``critic_layers`` linear layers of width ``critic_hidden`` (kitchen: 5 x 256;
   maze: 2 x 256), no BatchNorm, no separate obs/action streams.
@@ -43,8 +54,10 @@ file ``conv_channels`` and ``conv_kernel``.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Dict, List
 
+import numpy as np
 import torch
 import torch.nn as nn
 from ray.rllib.algorithms.sac.sac_catalog import SACCatalog
@@ -73,7 +86,17 @@ MODEL_DEFAULTS: Dict[str, Any] = {
     "prior_sampling": False,
     "conv_channels": (8, 16, 32),
     "conv_kernel": 3,
+    "squash_scale": None,
+    "prior_in_action_space": False,
 }
+
+
+def to_squash_space(params: torch.Tensor, scale: float) -> torch.Tensor:
+    """Gaussian params over u -> params over v = u / ``scale``: (B, 2Z) [mu, log_sigma] -> same shape."""
+    if scale == 1.0:
+        return params
+    mu, log_sigma = params.chunk(2, dim=-1)
+    return torch.cat([mu / scale, log_sigma - math.log(scale)], dim=-1)
 
 
 class _ObsEncoder(nn.Module):
@@ -148,6 +171,10 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
             GaussianMLP(obs_dim, act_dim, self._cfg("policy_hidden"), self._cfg("policy_layers"),
                         self._cfg("policy_batch_norm"), **image)
         )
+        self.squash_scale = self._resolve_squash_scale()
+        if self.squash_scale != 1.0:
+            # every RLlib call site of pi (inference, exploration, train, next obs) gets v-space params
+            self.pi.register_forward_hook(self._pi_to_squash_space)
 
         # ω of appendix F's prior sampling (a buffer: synced to the EnvRunners with the weights).
         self.register_buffer("prior_sample_prob", torch.tensor(1.0 if self._cfg("prior_sampling") else 0.0))
@@ -183,6 +210,28 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
                     self.skill_prior = prior
             elif self._cfg("use_skill_prior"):
                 raise ValueError("use_skill_prior=True needs model_config['skill_model_path']")
+
+    def _pi_to_squash_space(self, _module: nn.Module, _inputs: Any, out: torch.Tensor) -> torch.Tensor:
+        return to_squash_space(out, self.squash_scale)
+
+    def _resolve_squash_scale(self) -> float:
+        """s of z = bound·tanh(u / s): ``squash_scale`` if set, else the action bound for a prior over
+        the action space itself (skills), else 1.
+
+        Raises:
+            ValueError: ``squash_scale`` <= 0, or an asymmetric action space with the automatic scale.
+        """
+        s = self._cfg("squash_scale")
+        if s is not None:
+            if not float(s) > 0:
+                raise ValueError(f"squash_scale must be > 0, got {s!r}")
+            return float(s)
+        if not self._cfg("prior_in_action_space"):
+            return 1.0
+        low, high = self.action_space.low, self.action_space.high
+        if not (np.allclose(low, -high) and np.allclose(high, high.flat[0])):
+            raise ValueError(f"squash_scale=None needs a symmetric box action space, got low={low}, high={high}")
+        return float(high.flat[0])
 
     # ---- prior ---------------------------------------------------------------------------
     def _load_prior(self, path: str, obs_shape: tuple, act_dim: int) -> nn.Module:
@@ -240,15 +289,15 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
         if self.sampling_prior is not None and omega > 0.0:
             obs = batch[Columns.OBS].float()
             with torch.no_grad():
-                prior = self.sampling_prior(obs)
+                prior = to_squash_space(self.sampling_prior(obs), self.squash_scale)
             use_prior = torch.rand(obs.shape[0], 1, device=obs.device) < omega
             out[Columns.ACTION_DIST_INPUTS] = torch.where(use_prior, prior, out[Columns.ACTION_DIST_INPUTS])
         return out
 
     def prior_params(self, obs: torch.Tensor) -> torch.Tensor:
-        """(B, 2Z) [mu, log_sigma] of p(z|s), without gradients."""
+        """(B, 2Z) [mu, log_sigma] of p(z|s) in the policy's pre-squash space (/ ``squash_scale``), no gradients."""
         with torch.no_grad():
-            return self.skill_prior(obs.float())
+            return to_squash_space(self.skill_prior(obs.float()), self.squash_scale)
 
     @override(DefaultSACTorchRLModule)
     def _forward_train_continuous(self, batch: Dict[str, Any]) -> Dict[str, Any]:
