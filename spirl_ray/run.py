@@ -57,6 +57,21 @@ def monitoring_lines(dashboard_url: str | None, joined_cluster: bool, tune_dir: 
     return [dash, f"TensorBoard: tensorboard --logdir {tune_dir}"]
 
 
+def unfinished_trials(results, env_steps_budget: int) -> list:
+    """Trials without an error that stopped short of ``env_steps_budget`` low-level env steps (e.g. Ctrl-C).
+
+    ``results``: Tune ``Result`` objects (``.error``, nested ``.metrics``).
+    """
+    short = []
+    for r in results:
+        if r.error:
+            continue
+        steps = ((r.metrics or {}).get("env_runners") or {}).get("env_steps_lifetime", 0)
+        if steps < env_steps_budget:
+            short.append(r)
+    return short
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -92,8 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         ray.shutdown()
     results = out["results"]
     errors = [r for r in results if r.error]
-    say(f"done: {len(results)} trials, {len(errors)} errored; results in {cfg.root / 'tune'}")
-    return 1 if errors else 0
+    short = unfinished_trials(results, cfg.rl.env_steps)
+    say(f"done: {len(results)} trials, {len(errors)} errored, {len(short)} stopped before rl.env_steps="
+        f"{cfg.rl.env_steps}; results in {cfg.root / 'tune'}")
+    if short:
+        say("continue the stopped trials with the same command plus --resume")
+    return 1 if errors or short else 0
 
 
 if __name__ == "__main__":

@@ -69,3 +69,16 @@ def test_cli_rejects_unknown_key_with_valid_keys(tmp_path, capsys):
     assert main(["--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "rl.seedz: unknown key" in err and "seeds" in err
+
+
+def test_trials_stopped_before_the_budget_are_reported_as_unfinished():
+    """A Ctrl-C'd sweep must not look done: trials short of rl.env_steps are listed (the CLI then exits 1)."""
+    from types import SimpleNamespace as R
+
+    from spirl_ray.run import unfinished_trials
+
+    results = [R(error=None, metrics={"env_runners": {"env_steps_lifetime": 1000}}),
+               R(error=None, metrics={"env_runners": {"env_steps_lifetime": 400}}),
+               R(error=RuntimeError("x"), metrics={}),
+               R(error=None, metrics=None)]
+    assert unfinished_trials(results, 1000) == [results[1], results[3]]
