@@ -198,6 +198,8 @@ def prior_rollout_stage(cfg: ExperimentConfig, prior_path: Path, out: Path | Non
     """
     if cfg.prior_rollouts.episodes == 0:
         return None
+    import ray
+
     from spirl_ray.experiments.prior_rollouts import prior_rollouts
     from spirl_ray.skills.checkpoint import load_skill_model
     from spirl_ray.utils import file_sha256
@@ -214,8 +216,15 @@ def prior_rollout_stage(cfg: ExperimentConfig, prior_path: Path, out: Path | Non
     report: dict[str, Any] = {"prior_sha256": key, "episodes": cfg.prior_rollouts.episodes, "scoring": cfg.env.scoring}
     if cfg.env.name != "kitchen":
         report["env_kwargs"] = json.loads(json.dumps(cfg.env.env_kwargs()))
-    for sampler in ("prior", "normal"):
-        r = prior_rollouts(model, cfg.env.name, cfg.env.env_kwargs(), sampler, cfg.prior_rollouts.episodes, cfg.prior_rollouts.seed)
+    samplers = ("prior", "normal")
+    args = [(model, cfg.env.name, cfg.env.env_kwargs(), s, cfg.prior_rollouts.episodes, cfg.prior_rollouts.seed)
+            for s in samplers]
+    if ray.is_initialized():  # the two samplers side by side as Ray tasks (same numbers as in sequence)
+        remote = ray.remote(num_cpus=1)(prior_rollouts)
+        runs = ray.get([remote.remote(*a) for a in args])
+    else:
+        runs = [prior_rollouts(*a) for a in args]
+    for sampler, r in zip(samplers, runs):
         report[sampler] = r
         if cfg.env.name == "maze":
             say(f"prior rollouts: z~{sampler:6s} success rate {r['success_rate']:.2f}, "
