@@ -62,11 +62,14 @@ def unfinished_trials(results, env_steps_budget: int) -> list:
 
     ``results``: Tune ``Result`` objects (``.error``, nested ``.metrics``).
     """
+    from spirl_ray.experiments.pipeline import ENV_STEPS_METRIC  # Tune's stop criterion
+
+    group, key = ENV_STEPS_METRIC.split("/")
     short = []
     for r in results:
         if r.error:
             continue
-        steps = ((r.metrics or {}).get("env_runners") or {}).get("env_steps_lifetime", 0)
+        steps = ((r.metrics or {}).get(group) or {}).get(key, 0)
         if steps < env_steps_budget:
             short.append(r)
     return short

@@ -37,6 +37,28 @@ def register() -> None:
     register_env(ENV_NAME, lambda cfg: CountingToySkillEnv(cfg))
 
 
+def spirl_config(skill_model_path: str, *, cpus_per_runner: float, fragment: int, probe_timeout_s: float):
+    """SPiRL on the counting toy env with two restartable remote EnvRunners (the settings both files share)."""
+    from spirl_ray.rl.callbacks import SPiRLMetricsCallback
+    from spirl_ray.rl.spirl import SPiRLConfig
+
+    return (
+        SPiRLConfig()
+        .environment(ENV_NAME)
+        .env_runners(num_env_runners=2, num_cpus_per_env_runner=cpus_per_runner, rollout_fragment_length=fragment)
+        .training(skill_model_path=skill_model_path, warmup_env_steps=100, train_batch_size_per_learner=64)
+        .rl_module(model_config={"critic_hidden": 64, "critic_layers": 3})
+        .reporting(min_sample_timesteps_per_iteration=30, min_time_s_per_iteration=0)
+        .fault_tolerance(
+            restart_failed_env_runners=True,
+            delay_between_env_runner_restarts_s=0.0,
+            env_runner_health_probe_timeout_s=probe_timeout_s,
+        )
+        .callbacks(SPiRLMetricsCallback)
+        .debugging(seed=0)
+    )
+
+
 def runner_stats(env_runner) -> dict:
     """Run on an EnvRunner: its index, node id, process id and the high-level steps its envs ran."""
     envs = env_runner.env.unwrapped.envs

@@ -12,8 +12,6 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from spirl_ray.rl.callbacks import SPiRLMetricsCallback
-from spirl_ray.rl.spirl import SPiRLConfig
 
 import fault_toy
 from toy_skill_env import save_toy_skill_model
@@ -44,20 +42,9 @@ def skill_model_path(tmp_path_factory):
     return save_toy_skill_model(tmp_path_factory.mktemp("skills") / "skills.pt")
 
 
-def _config(path: str) -> SPiRLConfig:
-    return (
-        SPiRLConfig()
-        .environment(fault_toy.ENV_NAME)
-        .env_runners(num_env_runners=2, num_cpus_per_env_runner=1, rollout_fragment_length=10)
-        .training(skill_model_path=path, warmup_env_steps=100, train_batch_size_per_learner=64)
-        .rl_module(model_config={"critic_hidden": 64, "critic_layers": 3})
-        .reporting(min_sample_timesteps_per_iteration=30, min_time_s_per_iteration=0)
-        .fault_tolerance(
-            restart_failed_env_runners=True, delay_between_env_runner_restarts_s=0.0, env_runner_health_probe_timeout_s=0.5
-        )
-        .callbacks(SPiRLMetricsCallback)
-        .debugging(seed=0)
-    )
+def _config(path: str):
+    # one CPU per runner: the two runners cannot share a 1-CPU node
+    return fault_toy.spirl_config(path, cpus_per_runner=1, fragment=10, probe_timeout_s=0.5)
 
 
 @pytest.fixture(scope="module")

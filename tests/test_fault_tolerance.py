@@ -19,7 +19,6 @@ import ray
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 
-from spirl_ray.rl.callbacks import SPiRLMetricsCallback
 from spirl_ray.rl.spirl import SPiRLConfig
 from spirl_ray.skills.checkpoint import (
     SkillModelError,
@@ -55,19 +54,7 @@ def _steps(result) -> int:
 
 # ---- a. an EnvRunner killed mid-training --------------------------------------------------
 def test_killed_env_runner_is_restarted_and_training_continues(ray_session, skill_model_path):
-    config = (
-        SPiRLConfig()
-        .environment(fault_toy.ENV_NAME)
-        .env_runners(num_env_runners=2, num_cpus_per_env_runner=0.5, rollout_fragment_length=5)
-        .training(skill_model_path=skill_model_path, warmup_env_steps=100, train_batch_size_per_learner=64)
-        .rl_module(model_config={"critic_hidden": 64, "critic_layers": 3})
-        .reporting(min_sample_timesteps_per_iteration=30, min_time_s_per_iteration=0)
-        .fault_tolerance(
-            restart_failed_env_runners=True, delay_between_env_runner_restarts_s=0.0, env_runner_health_probe_timeout_s=2.0
-        )
-        .callbacks(SPiRLMetricsCallback)
-        .debugging(seed=0)
-    )
+    config = fault_toy.spirl_config(skill_model_path, cpus_per_runner=0.5, fragment=5, probe_timeout_s=2.0)
     algo = config.build_algo()
     try:
         for _ in range(2):
