@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 from spirl_ray.data.sequence_dataset import SequenceDataset, to_torch
 from spirl_ray.skills.checkpoint import load_skill_model, save_skill_model, verify_skill_model
 from spirl_ray.skills.models import SkillModel, SkillModelConfig
-from spirl_ray.utils import atomic_path, default_device, file_sha256
+from spirl_ray.data.content_hash import dataset_content_sha256
+from spirl_ray.utils import atomic_path, default_device
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,12 @@ def train_skill_prior(
 
 
 def prior_cache_key(dataset_path: str | os.PathLike, data_settings: dict[str, Any], model_config: SkillModelConfig, train_config: PriorTrainingConfig) -> str:
-    """Content hash of (dataset bytes, how it is read, model config, training config).
+    """Content hash of (dataset arrays, how they are read, model config, training config).
+
+    The dataset enters through :func:`~spirl_ray.data.content_hash.dataset_content_sha256`
+    (its arrays, not its file bytes: HDF5 headers carry write timestamps, so
+    file bytes differ between two collections of identical data, which gave a
+    fresh clone a new key for a bit-identical dataset).
 
     Config fields at their default value are left out of the hash, so adding
     a new option (at a default that keeps the old behaviour) keeps every
@@ -173,7 +179,7 @@ def prior_cache_key(dataset_path: str | os.PathLike, data_settings: dict[str, An
     change the result's meaning and are never hashed.
     """
     h = hashlib.sha256()
-    h.update(file_sha256(dataset_path).encode())
+    h.update(dataset_content_sha256(dataset_path).encode())
     h.update(json.dumps(data_settings, sort_keys=True, default=str).encode())
     model = model_config.model_dump(exclude_defaults=True)
     model.update(obs_dim=model_config.obs_dim, action_dim=model_config.action_dim)
