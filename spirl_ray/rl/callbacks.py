@@ -208,6 +208,9 @@ class SPiRLMetricsCallback(RLlibCallback):
         now = time.perf_counter()
         runners = result.get("env_runners", {}) or {}
         traces = runners.pop(XY_TRACES, None) if isinstance(runners, dict) else None
+        eval_runners = (result.get("evaluation") or {}).get("env_runners")
+        if isinstance(eval_runners, dict):  # evaluation episodes' traces are not training trajectories
+            eval_runners.pop(XY_TRACES, None)
         if isinstance(traces, np.ndarray):  # RLlib compiles a one-item series to the item itself
             traces = [traces] if traces.ndim == 2 else list(traces)
         if isinstance(traces, (list, tuple)) and traces:

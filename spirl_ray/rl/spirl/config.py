@@ -75,6 +75,8 @@ class SPiRLConfig(SACConfig):
         self.critic_layers: int = 5
         self.prior_sampling_schedule: Optional[Tuple[int, int]] = None
         self.squash_scale: Optional[float] = None
+        # ---- deterministic evaluation every N low-level env steps (see `evaluation()`) ----
+        self.evaluation_every_env_steps: Optional[int] = None
         # ---- speed (see `training()`); learning is the same either way ----
         self.learner_fast_path: bool = True
         self.max_updates_per_learner_call: int = 64
@@ -246,6 +248,42 @@ class SPiRLConfig(SACConfig):
 
     # ---- validation & derived values ------------------------------------------------------
     @override(SACConfig)
+    def evaluation(self, *, every_env_steps: Optional[int] = NotProvided, **kwargs) -> "SPiRLConfig":
+        """RLlib's ``evaluation()`` plus an env-step schedule for deterministic evaluation.
+
+        Args:
+            every_env_steps: evaluate whenever the training env-step counter
+                (``env_runners/env_steps_lifetime``, low-level env steps) has
+                crossed the next multiple of this number, and once after the first
+                training iteration (the prior-initialised policy). Each evaluation
+                runs ``evaluation_duration`` episodes (default 10) with the
+                deterministic policy: the mean skill, squashed like a training
+                sample (z = 2·tanh(μ/s)). ``None`` turns the schedule off; RLlib's
+                own ``evaluation_interval`` (training iterations) then applies.
+                Setting it sets ``evaluation_interval=1`` (the schedule decides per
+                iteration), ``explore=False`` and the metrics window to the
+                episode count of one evaluation, unless given in ``kwargs``.
+            **kwargs: passed to ``AlgorithmConfig.evaluation`` (e.g.
+                ``evaluation_num_env_runners``: 0 evaluates on a local EnvRunner
+                in the trial's process, no extra CPU reserved).
+
+        Results land under ``evaluation/env_runners/...`` of the iterations that
+        evaluated (``num_subtasks_completed_mean``, ``success_mean``,
+        ``episode_return_mean``, ...), next to the training metrics.
+        """
+        if every_env_steps is not NotProvided:
+            self.evaluation_every_env_steps = every_env_steps
+            if every_env_steps is not None:
+                kwargs.setdefault("evaluation_interval", 1)
+                kwargs.setdefault("evaluation_duration_unit", "episodes")
+                kwargs.setdefault("evaluation_duration", 10)
+                eval_cfg = dict(kwargs.get("evaluation_config") or {})
+                eval_cfg.setdefault("explore", False)
+                eval_cfg.setdefault("metrics_num_episodes_for_smoothing", int(kwargs["evaluation_duration"]))
+                kwargs["evaluation_config"] = eval_cfg
+        return super().evaluation(**kwargs)
+
+    @override(SACConfig)
     def validate(self) -> None:
         super().validate()
         errors = []
@@ -284,6 +322,9 @@ class SPiRLConfig(SACConfig):
                 errors.append(f"prior_sampling_schedule must be None or (hold_env_steps, anneal_env_steps) ints >= 0, got {sched!r}")
             elif not self.skill_model_path:
                 errors.append("prior_sampling_schedule samples skills from the prior: set skill_model_path")
+        every = self.evaluation_every_env_steps
+        if every is not None and not (isinstance(every, int) and every >= 1):
+            errors.append(f"evaluation every_env_steps must be None or an int >= 1, got {every!r}")
         if self.n_step != 1:
             errors.append(f"SPiRL's transition replay supports n_step=1 only, got {self.n_step!r}")
         if self.training_intensity is not None:

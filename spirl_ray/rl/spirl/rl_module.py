@@ -63,6 +63,7 @@ import torch.nn as nn
 from ray.rllib.algorithms.sac.sac_catalog import SACCatalog
 from ray.rllib.algorithms.sac.torch.default_sac_torch_rl_module import DefaultSACTorchRLModule
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.distribution.torch.torch_distribution import TorchDeterministic, TorchSquashedGaussian
 from ray.rllib.core.models.base import ENCODER_OUT
 from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.utils.annotations import override
@@ -97,6 +98,22 @@ def to_squash_space(params: torch.Tensor, scale: float) -> torch.Tensor:
         return params
     mu, log_sigma = params.chunk(2, dim=-1)
     return torch.cat([mu / scale, log_sigma - math.log(scale)], dim=-1)
+
+
+class SquashedGaussianSquashedMode(TorchSquashedGaussian):
+    """RLlib's squashed Gaussian whose deterministic action is the squashed mean.
+
+    RLlib 2.60's ``TorchSquashedGaussian.to_deterministic()`` returns the
+    *pre-squash* mean v unchanged, so a deterministic EnvRunner
+    (``explore=False``, i.e. evaluation) would act v, clipped to [-1, 1] and
+    rescaled, instead of tanh(v): with the skill squash z = 2·tanh(u / s)
+    that is z = 2·clip(μ/s) rather than 2·tanh(μ/s). Here the deterministic
+    action is ``low + (tanh(v) + 1) / 2 · (high − low)``, the mode of the
+    squashed distribution's pre-image mapped the same way as a training sample.
+    """
+
+    def to_deterministic(self) -> TorchDeterministic:
+        return TorchDeterministic(loc=self._squash(self.loc))
 
 
 class _ObsEncoder(nn.Module):
@@ -265,6 +282,15 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
 
     # ---- RLlib hooks ---------------------------------------------------------------------
     @override(DefaultSACTorchRLModule)
+    @override(DefaultSACTorchRLModule)
+    def get_inference_action_dist_cls(self):
+        """Squashed Gaussian whose deterministic action is 2·tanh(μ/s) (see :class:`SquashedGaussianSquashedMode`)."""
+        return SquashedGaussianSquashedMode
+
+    @override(DefaultSACTorchRLModule)
+    def get_exploration_action_dist_cls(self):
+        return SquashedGaussianSquashedMode
+
     def get_non_inference_attributes(self) -> List[str]:
         return super().get_non_inference_attributes() + ["skill_prior"]
 

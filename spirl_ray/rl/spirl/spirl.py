@@ -43,6 +43,7 @@ from ray.rllib.utils.metrics import (
     ALL_MODULES,
     ENV_RUNNER_RESULTS,
     ENV_RUNNER_SAMPLING_TIMER,
+    EVALUATION_RESULTS,
     LEARNER_RESULTS,
     LEARNER_UPDATE_TIMER,
     NUM_AGENT_STEPS_SAMPLED_LIFETIME,
@@ -68,6 +69,8 @@ REPLAY_SIZE = "replay_buffer_size"
 SKILL_MODEL_STATE_KEY = "spirl_skill_model"
 #: top-level result key: ω, the fraction of rollout skills drawn from the prior (appendix F).
 PRIOR_SAMPLE_PROB = "prior_sample_prob"
+#: ``evaluation/<key>``: training env steps (low-level) at which an evaluation ran.
+EVALUATED_AT_ENV_STEPS = "evaluated_at_env_steps"
 #: tag of the asynchronous sample requests (``overlap_sampling``).
 _SAMPLE_TAG = "spirl_sample"
 
@@ -181,8 +184,54 @@ class SPiRL(SAC):
         self.local_replay_buffer = TransitionReplayBuffer(
             self.config.replay_buffer_config.get("capacity", int(1e6)), seed=self.config.seed
         )
+        self._next_eval_env_steps: Optional[int] = None  # None: evaluate at the next iteration
+        self._evaluated_at_env_steps: Optional[int] = None
         self._update_credit = 0.0
         self._pending_updates = 0  # earned by the last sample, taken by the next training_step (overlap)
+
+    # ---- deterministic evaluation on an env-step schedule ---------------------------------
+    def evaluation_due(self, env_steps: int) -> bool:
+        """Whether to evaluate after an iteration that ended at ``env_steps`` low-level env steps.
+
+        True at the first call (the prior-initialised policy; also the first call
+        after a restore) and whenever ``env_steps`` reached the next multiple of
+        ``evaluation_every_env_steps``; always True without that schedule (RLlib's
+        ``evaluation_interval`` alone decides then).
+        """
+        every = self.config.evaluation_every_env_steps
+        if not every:
+            return True
+        if self._next_eval_env_steps is not None and env_steps < self._next_eval_env_steps:
+            return False
+        self._next_eval_env_steps = (int(env_steps) // every + 1) * every
+        return True
+
+    @override(SAC)
+    def _run_one_evaluation(self, parallel_train_future=None):
+        """RLlib's evaluation, run only when :meth:`evaluation_due` says so (else no ``evaluation`` results)."""
+        steps = int(self.metrics.peek((ENV_RUNNER_RESULTS, ENV_STEPS_LIFETIME), default=0) or 0)
+        if not self.evaluation_due(steps):
+            return {}
+        self._evaluated_at_env_steps = steps
+        return super()._run_one_evaluation(parallel_train_future=parallel_train_future)
+
+    @override(SAC)
+    def step(self) -> Dict[str, Any]:
+        """RLlib's step; the ``evaluation`` results appear only in iterations that evaluated.
+
+        RLlib's metrics logger re-reports the last evaluation's (or NaN) values in
+        later iterations; here they are dropped, and an evaluating iteration
+        carries ``evaluation/evaluated_at_env_steps`` (the training env-step
+        count, low-level, at which the policy was evaluated).
+        """
+        self._evaluated_at_env_steps = None
+        results = super().step()
+        if self.config.evaluation_every_env_steps:
+            if self._evaluated_at_env_steps is None:
+                results.pop(EVALUATION_RESULTS, None)
+            elif isinstance(results.get(EVALUATION_RESULTS), dict):
+                results[EVALUATION_RESULTS][EVALUATED_AT_ENV_STEPS] = self._evaluated_at_env_steps
+        return results
 
     # ---- checkpoints: refuse a state made with another skill model ----------------------
     @override(SAC)
