@@ -27,6 +27,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config field, e.g. --set rl.env_steps=20000 (value parsed as YAML); repeatable",
     )
+    p.add_argument(
+        "--offline-only", action="store_true",
+        help="run the data, skill-prior and prior-rollout stages and stop before RL (e.g. to train a prior "
+        "in the background while the RL code changes)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars (CI logs)")
     return p.parse_args(argv)
 
@@ -75,7 +80,57 @@ def unfinished_trials(results, env_steps_budget: int) -> list:
     return short
 
 
+def git_commit(cwd: os.PathLike | str | None = None) -> str:
+    """``git rev-parse HEAD`` of the code being run (``+dirty`` when tracked files differ), or "unknown"."""
+    import subprocess
+
+    here = cwd or os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_run_info(root, argv: list[str], **fields) -> None:
+    """Record how a run was started in ``<root>/run_info.json`` (read by ``python -m spirl_ray.report``).
+
+    Keys: ``command`` (as typed, argv joined), ``commit``, ``cpus``, ``hostname``,
+    ``started`` / ``finished`` (ISO time, UTC) and anything in ``fields``.
+    A resumed run keeps the first ``started`` and appends to ``resumed``.
+    """
+    import datetime
+    import json
+    import shlex
+    import socket
+    from pathlib import Path
+
+    from spirl_ray.utils import atomic_path
+
+    path = Path(root) / "run_info.json"
+    info = json.loads(path.read_text()) if path.is_file() else {}
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    if "finished" in fields:
+        info["finished"] = now if fields.pop("finished") is True else fields.get("finished")
+    elif "started" in info:
+        info.setdefault("resumed", []).append(now)
+    else:
+        info["started"] = now
+    info.update(
+        command="python -m spirl_ray.run " + " ".join(shlex.quote(a) for a in argv),
+        commit=git_commit(), cpus=os.cpu_count(), hostname=socket.gethostname(), **fields,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
+    raw_argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from spirl_ray.experiments.config import ConfigError, load_config
@@ -95,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from spirl_ray.experiments.pipeline import run_pipeline, say
+    from spirl_ray.experiments.pipeline import offline_stages, run_pipeline, say, write_resolved_config
 
     if args.address:
         ctx = ray.init(address=args.address)
@@ -105,7 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     for line in monitoring_lines(getattr(ctx, "dashboard_url", None), bool(args.address), cfg.root / "tune"):
         say(line)
     try:
+        if args.offline_only:
+            cfg.root.mkdir(parents=True, exist_ok=True)
+            write_resolved_config(cfg)
+            arms, _ = offline_stages(cfg, show_progress=not args.no_progress)
+            say(f"offline stages done ({len(arms)} arm(s)); RL skipped (--offline-only)")
+            return 0
+        cfg.root.mkdir(parents=True, exist_ok=True)
+        write_run_info(cfg.root, raw_argv)
         out = run_pipeline(cfg, resume=args.resume, show_progress=not args.no_progress)
+        write_run_info(cfg.root, raw_argv, finished=True)
     finally:
         ray.shutdown()
     results = out["results"]

@@ -245,6 +245,11 @@ class RLSection(_Section):
         "1 = the reference code's z = 2·tanh(u)",
     )
     warmup_env_steps: NonNegativeInt = Field(5000, description="env steps sampled before the first update")
+    warmup_high_level_steps: NonNegativeInt | None = Field(
+        None, description="if set, replaces warmup_env_steps: high-level transitions (skills) sampled before the first "
+        "update, the reference code's n_warmup_steps (5000 = ~50k env steps at H = 10). Our env-step axis counts "
+        "them; the reference's global_step does not",
+    )
     updates_per_step: PositiveFloat = Field(
         1.0, description="gradient steps per sampled high-level transition (paper: 1; < 1 only to cut a quick run's cost)"
     )
@@ -298,6 +303,19 @@ class PriorRolloutSection(_Section):
     seed: int = 0
 
 
+class EvaluationSection(_Section):
+    """Deterministic evaluation (RLlib ``config.evaluation``) on the training env-step axis."""
+
+    every_env_steps: NonNegativeInt = Field(
+        20_000, description="evaluate after the first iteration and whenever the training env-step count crosses a "
+        "multiple of this (low-level env steps); 0 turns evaluation off",
+    )
+    episodes: PositiveInt = Field(10, description="episodes per evaluation, mean skill squashed as in training")
+    num_env_runners: NonNegativeInt = Field(
+        0, description="evaluation EnvRunner actors; 0 = a local EnvRunner in the trial's process (no extra CPU)",
+    )
+
+
 class TrackingSection(_Section):
     """Optional experiment trackers next to TensorBoard (Tune logger callbacks); unset = off."""
 
@@ -325,6 +343,7 @@ class ExperimentConfig(_Section):
     prior_training: PriorTrainingConfig = Field(default_factory=PriorTrainingConfig)
     rl: RLSection = Field(default_factory=RLSection)
     prior_rollouts: PriorRolloutSection = Field(default_factory=PriorRolloutSection)
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
     variants: list[VariantSection] = Field(
         default_factory=list,

@@ -200,7 +200,7 @@ def prior_rollout_stage(cfg: ExperimentConfig, prior_path: Path, out: Path | Non
         return None
     import ray
 
-    from spirl_ray.experiments.prior_rollouts import prior_rollouts
+    from spirl_ray.experiments.prior_rollouts import SAMPLERS, prior_rollouts
     from spirl_ray.skills.checkpoint import load_skill_model
     from spirl_ray.utils import file_sha256
 
@@ -208,32 +208,34 @@ def prior_rollout_stage(cfg: ExperimentConfig, prior_path: Path, out: Path | Non
     key = file_sha256(prior_path)
     if out.exists():
         old = json.loads(out.read_text())
-        same_env = cfg.env.name == "kitchen" or old.get("env_kwargs") == json.loads(json.dumps(cfg.env.env_kwargs()))
-        if old.get("prior_sha256") == key and old.get("episodes") == cfg.prior_rollouts.episodes and same_env:
+        same_env = old.get("env_kwargs") == json.loads(json.dumps(cfg.env.env_kwargs()))
+        squash = 2.0 if cfg.rl.squash_scale is None else float(cfg.rl.squash_scale)
+        if (old.get("prior_sha256") == key and old.get("episodes") == cfg.prior_rollouts.episodes and same_env
+                and old.get("squash_scale") == squash and all(k in old for k in SAMPLERS)):
             say(f"prior rollouts: cached {out}")
             return old
     model = load_skill_model(prior_path)
-    report: dict[str, Any] = {"prior_sha256": key, "episodes": cfg.prior_rollouts.episodes, "scoring": cfg.env.scoring}
-    if cfg.env.name != "kitchen":
-        report["env_kwargs"] = json.loads(json.dumps(cfg.env.env_kwargs()))
-    samplers = ("prior", "normal")
-    args = [(model, cfg.env.name, cfg.env.env_kwargs(), s, cfg.prior_rollouts.episodes, cfg.prior_rollouts.seed)
-            for s in samplers]
-    if ray.is_initialized():  # the two samplers side by side as Ray tasks (same numbers as in sequence)
+    squash = 2.0 if cfg.rl.squash_scale is None else float(cfg.rl.squash_scale)  # the RL policy's s for a skill prior
+    report: dict[str, Any] = {"prior_sha256": key, "episodes": cfg.prior_rollouts.episodes, "scoring": cfg.env.scoring,
+                              "squash_scale": squash}
+    report["env_kwargs"] = json.loads(json.dumps(cfg.env.env_kwargs()))
+    args = [(model, cfg.env.name, cfg.env.env_kwargs(), s, cfg.prior_rollouts.episodes, cfg.prior_rollouts.seed, 2.0, squash)
+            for s in SAMPLERS]
+    if ray.is_initialized():  # the samplers side by side as Ray tasks (same numbers as in sequence)
         remote = ray.remote(num_cpus=1)(prior_rollouts)
         runs = ray.get([remote.remote(*a) for a in args])
     else:
         runs = [prior_rollouts(*a) for a in args]
-    for sampler, r in zip(samplers, runs):
+    for sampler, r in zip(SAMPLERS, runs):
         report[sampler] = r
         if cfg.env.name == "maze":
-            say(f"prior rollouts: z~{sampler:6s} success rate {r['success_rate']:.2f}, "
+            say(f"prior rollouts: {sampler:10s} success rate {r['success_rate']:.2f}, "
                 f"free cells visited {r['mean_coverage']:.2f} per episode, mean return {r['mean_return']:.1f}")
         elif cfg.env.name == "block_stacking":
-            say(f"prior rollouts: z~{sampler:6s} stacked blocks {r['mean_stacked_blocks']:.2f} at the end, "
+            say(f"prior rollouts: {sampler:10s} stacked blocks {r['mean_stacked_blocks']:.2f} at the end, "
                 f"{r['mean_max_stacked_blocks']:.2f} at best, mean return {r['mean_return']:.1f}")
         else:
-            say(f"prior rollouts: z~{sampler:6s} mean subtasks ({cfg.env.scoring}) {r['mean_subtasks']:.2f}, "
+            say(f"prior rollouts: {sampler:10s} mean subtasks ({cfg.env.scoring}) {r['mean_subtasks']:.2f}, "
                 f"any of 7 {r['mean_any_subtasks']:.2f}, mean return {r['mean_return']:.2f}")
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
@@ -291,7 +293,8 @@ def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int 
             kl_samples=rl.kl_samples,
             kl_reduction=rl.kl_reduction,
             initial_alpha=rl.initial_alpha,
-            warmup_env_steps=rl.warmup_env_steps,
+            warmup_env_steps=(rl.warmup_env_steps if rl.warmup_high_level_steps is None
+                              else rl.warmup_high_level_steps * horizon),
             updates_per_step=rl.updates_per_step,
             train_batch_size_per_learner=rl.batch_size,
             actor_lr=rl.lr,
@@ -302,6 +305,11 @@ def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int 
             replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": rl.replay_capacity},
             critic_hidden=rl.critic_hidden,
             critic_layers=rl.critic_layers,
+        )
+        .evaluation(
+            every_env_steps=cfg.evaluation.every_env_steps or None,
+            evaluation_duration=cfg.evaluation.episodes,
+            evaluation_num_env_runners=cfg.evaluation.num_env_runners,
         )
         .reporting(
             min_sample_timesteps_per_iteration=rl.min_sample_timesteps_per_iteration,

@@ -1,8 +1,12 @@
 """'Prior rollouts': judge a skill prior without RL (reference-facts §6.7).
 
 Skills are drawn from the learned prior p(z|s) alone — no policy, no reward —
-and executed with the decoder; the same is done with z ~ N(0, I) (what a
-skill-space agent without a prior explores with). A useful prior completes
+and executed with the decoder; the same is done with the prior's mean skill
+and with u ~ N(0, I) (what a skill-space agent without a prior explores with).
+Every sample u is executed through the RL policy's own squash
+z = 2·tanh(u / s) (:func:`squash_skill`, s = ``rl.squash_scale``, 2 for a skill
+prior), so "prior rollouts" measure what the prior-initialised policy does
+before its first update. A useful prior completes
 more subtasks (kitchen), reaches the goal more often and visits more of the
 maze (maze), or stacks more blocks (block stacking) than N(0, I).
 """
@@ -20,20 +24,36 @@ from spirl_ray.rl.envs import make_low_level_env
 from spirl_ray.skills.models import SkillModel
 
 
+SAMPLERS = ("prior", "prior_mean", "normal")
+
+
+def squash_skill(u: torch.Tensor, z_bound: float = 2.0, squash_scale: float = 2.0) -> torch.Tensor:
+    """The skill the RL policy executes for a pre-squash sample u: z = z_bound·tanh(u / squash_scale).
+
+    Shapes: u (..., Z) -> z (..., Z) in (-z_bound, z_bound). The same map as
+    :class:`~spirl_ray.rl.spirl.rl_module.SPiRLTorchRLModule` (dist inputs
+    [μ/s, log σ − log s], RLlib's tanh squash, rescaled to Box(-2, 2)).
+    """
+    return z_bound * torch.tanh(u / squash_scale)
+
+
 @torch.inference_mode()
 def prior_rollouts(
     skill_model: SkillModel,
     env_name: str,
     env_kwargs: dict[str, Any],
-    sampler: Literal["prior", "normal"],
+    sampler: Literal["prior", "prior_mean", "normal"],
     episodes: int,
     seed: int = 0,
     z_bound: float = 2.0,
+    squash_scale: float = 2.0,
 ) -> dict[str, Any]:
     """Run ``episodes`` episodes with skills from ``sampler``; returns per-episode and mean stats.
 
-    ``prior``: z ~ p(z | s) of ``skill_model``; ``normal``: z ~ N(0, I). Samples
-    are clipped to [-z_bound, z_bound], the skill env's action space.
+    ``prior``: u ~ p(z | s) of ``skill_model``; ``prior_mean``: u = the prior's
+    mean at s (what a deterministic evaluation of the prior-initialised policy
+    executes); ``normal``: u ~ N(0, I). Each u is executed as
+    z = z_bound·tanh(u / squash_scale) (:func:`squash_skill`), the RL policy's map.
 
     Returns:
         dict with ``sampler``, ``returns`` (list, summed env reward per episode),
@@ -53,8 +73,8 @@ def prior_rollouts(
     Raises:
         ValueError: unknown ``sampler``.
     """
-    if sampler not in ("prior", "normal"):
-        raise ValueError(f"sampler must be 'prior' or 'normal', got {sampler!r}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     env = SkillEnv(make_low_level_env(env_name, env_kwargs), skill_model, z_bound=z_bound)
     rng = torch.Generator().manual_seed(seed)
     latent = skill_model.config.latent_dim
@@ -68,12 +88,12 @@ def prior_rollouts(
         done, ep_ret = False, 0.0
         xy = [np.asarray(info["xy"], np.float64).reshape(1, 2)] if "xy" in info else None
         while not done:
-            if sampler == "prior":
+            if sampler in ("prior", "prior_mean"):
                 d = skill_model.prior.dist(torch.as_tensor(np.asarray(obs), dtype=torch.float32)[None])
-                z = d.loc + d.scale * torch.randn(d.loc.shape, generator=rng)
-            elif sampler == "normal":
-                z = torch.randn((1, latent), generator=rng)
-            z = z.clamp(-z_bound, z_bound)[0].numpy()
+                u = d.loc if sampler == "prior_mean" else d.loc + d.scale * torch.randn(d.loc.shape, generator=rng)
+            else:
+                u = torch.randn((1, latent), generator=rng)
+            z = squash_skill(u, z_bound, squash_scale)[0].numpy()
             obs, r, term, trunc, info = env.step(z)
             ep_ret += r
             env_steps += info["env_steps"]
@@ -101,6 +121,7 @@ def prior_rollouts(
                      mean_stacked_blocks=float(np.mean(stacked)), mean_max_stacked_blocks=float(np.mean(max_stacked)))
     return {
         "sampler": sampler,
+        "squash": f"z = {z_bound:g}*tanh(u/{squash_scale:g})",
         "episodes": episodes,
         "returns": returns,
         "subtasks": subtasks,
