@@ -121,7 +121,23 @@ def _summary(episodes: list[dict], wall: float, num_workers: int) -> dict:
         "wall_time_s": wall,
         "env_steps_per_s": total / wall if wall > 0 else None,
         "num_workers": num_workers,
+        # The simulation's bits depend on these: a different MuJoCo build gives a different dataset
+        # (and so a different prior cache key) from the same seed.
+        "versions": simulator_versions(),
     }
+
+
+def simulator_versions() -> dict[str, str]:
+    """Versions of the packages whose numerics decide the collected bytes (mujoco, gymnasium-robotics, numpy)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("mujoco", "gymnasium-robotics", "gymnasium", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
 
 
 def _write_hdf5(path, episodes: list[dict], meta: dict) -> None:

@@ -1,12 +1,19 @@
 """Content hash of an offline dataset: its arrays, not its file bytes.
 
-HDF5 files store each object's creation/modification time in its header
-(h5py's ``track_times=True`` default), so two collections with identical
-arrays have different file bytes. Keying the skill-prior cache on file bytes
-therefore gave a fresh clone a new cache key (and a retrained prior) for a
-bit-identical dataset. :func:`dataset_content_sha256` hashes what the data
+The skill-prior cache key should change when the *data* change and only then.
+File bytes also change with how a file was written (gzip level, chunking,
+attributes, a Minari ``metadata.json`` with timestamps, an HDF5 writer with
+``track_times=True``). :func:`dataset_content_sha256` hashes what the data
 *are*: every dataset's path, dtype, shape and raw values, in sorted order.
 Attributes (where timestamps and provenance notes live) are not hashed.
+
+Note: the project's own collectors write identical file bytes for identical
+arrays (checked: two collections of the same seed hash equal both ways). A
+fresh machine's kitchen prior key differing from an older README's came from
+different *arrays*: the scripted episodes are simulated, and a different
+MuJoCo build (``mujoco>=3.1,<3.12`` resolves to the newest allowed release on
+a fresh install) gives different bits from the same seed. The collector's
+``.summary.json`` records the simulator versions (``versions``).
 """
 
 from __future__ import annotations

@@ -168,9 +168,9 @@ def prior_cache_key(dataset_path: str | os.PathLike, data_settings: dict[str, An
     """Content hash of (dataset arrays, how they are read, model config, training config).
 
     The dataset enters through :func:`~spirl_ray.data.content_hash.dataset_content_sha256`
-    (its arrays, not its file bytes: HDF5 headers carry write timestamps, so
-    file bytes differ between two collections of identical data, which gave a
-    fresh clone a new key for a bit-identical dataset).
+    (its arrays, not how the file was written). Identical arrays give the same
+    key on any machine; simulated data collected with another MuJoCo build are
+    different arrays, hence a different key (see that module's note).
 
     Config fields at their default value are left out of the hash, so adding
     a new option (at a default that keeps the old behaviour) keeps every
