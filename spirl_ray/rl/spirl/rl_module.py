@@ -282,7 +282,6 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
 
     # ---- RLlib hooks ---------------------------------------------------------------------
     @override(DefaultSACTorchRLModule)
-    @override(DefaultSACTorchRLModule)
     def get_inference_action_dist_cls(self):
         """Squashed Gaussian whose deterministic action is 2·tanh(μ/s) (see :class:`SquashedGaussianSquashedMode`)."""
         return SquashedGaussianSquashedMode
@@ -291,6 +290,7 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
     def get_exploration_action_dist_cls(self):
         return SquashedGaussianSquashedMode
 
+    @override(DefaultSACTorchRLModule)
     def get_non_inference_attributes(self) -> List[str]:
         return super().get_non_inference_attributes() + ["skill_prior"]
 
