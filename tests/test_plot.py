@@ -80,3 +80,71 @@ def test_running_trial_with_half_written_last_row_is_plotted(tmp_path):
     f.write_text("\n".join([lines[0], lines[1][:20], lines[2]]) + "\n")
     with pytest.raises(ValueError, match="line 2 is not a JSON result row"):
         load_curves([tmp_path])
+
+
+def _eval_trial(root, name, rows):
+    """A trial whose rows are (env steps, training value, evaluation value or None)."""
+    d = root / name
+    d.mkdir(parents=True)
+    lines = []
+    for x, y, ev in rows:
+        r = {"env_runners": {"env_steps_lifetime": x, "num_subtasks_completed_mean": y}}
+        if ev is not None:
+            r["evaluation"] = {"env_runners": {"num_subtasks_completed_mean": ev}}
+        lines.append(json.dumps(r))
+    (d / "result.json").write_text("\n".join(lines) + "\n")
+    (d / "params.json").write_text(json.dumps({"seed": 0, "spirl_variant": "spirl"}))
+
+
+def test_source_auto_picks_evaluation_rows(tmp_path, capsys):
+    tune = tmp_path / "runs" / "kq" / "tune" / "spirl"
+    _eval_trial(tune, "t0", [(100, 0.0, None), (200, 1.0, 3.0), (300, 1.0, None), (400, 2.0, 4.0)])
+    _eval_trial(tune, "t1", [(100, 0.0, None), (200, 1.0, None), (300, 1.0, None), (400, 1.0, None)])
+    (c0,) = [c for c in load_curves([tune], source="auto") if c.trial == "t0"]
+    assert c0.source == "eval"
+    np.testing.assert_allclose(c0.x, [200, 400])  # only the rows that evaluated, at their training env steps
+    np.testing.assert_allclose(c0.y, [3.0, 4.0])
+    assert {c.trial for c in load_curves([tune], source="eval")} == {"t0"}
+    assert all(c.source == "train" and len(c.x) == 4 for c in load_curves([tune]))  # default stays training
+    assert main([str(tune), "--out", str(tmp_path / "c.png")]) == 0
+    table = (tmp_path / "c.md").read_text()
+    assert "deterministic evaluation" in table.splitlines()[0]
+    # t1 never evaluated: one curve, from its first evaluation (200 env steps): 3 -> 4, AUC 3.5
+    assert "| spirl | 1 | 400 | 3.955 ± 0.000 | 3.500 |" in table
+    main([str(tune), "--source", "train", "--out", str(tmp_path / "t.png")])
+    table = (tmp_path / "t.md").read_text()
+    assert "training episodes" in table.splitlines()[0] and "| spirl | 2 | 400 |" in table
+
+
+def test_source_auto_without_evaluation_is_train(tmp_path):
+    _trial(tmp_path, "spirl", "s0", [0, 100], [0.0, 1.0])
+    assert [c.source for c in load_curves([tmp_path], source="auto")] == ["train"]
+    with pytest.raises(KeyError, match="no trial logged.*evaluation/env_runners"):
+        load_curves([tmp_path], source="eval")
+    with pytest.raises(ValueError, match="source must be one of"):
+        load_curves([tmp_path], source="best")
+
+
+def test_title_and_axis_words(tmp_path):
+    from spirl_ray.experiments.plot import default_title, y_label
+
+    tune = tmp_path / "runs" / "kq" / "tune" / "spirl"
+    tune.mkdir(parents=True)
+    assert default_title(tune) == "spirl"  # no config.resolved.yaml: the folder's name
+    (tmp_path / "runs" / "kq" / "config.resolved.yaml").write_text("name: kq\nenv:\n  name: kitchen\n  scoring: ordered\n")
+    assert default_title(tune) == "kq — kitchen, ordered"
+    (tmp_path / "runs" / "kq" / "config.resolved.yaml").write_text("name: mz\nenv:\n  name: maze\n")
+    assert default_title(tune) == "mz — maze"
+    assert y_label(M, "eval", "ordered") == "subtasks completed per episode (ordered) (deterministic evaluation)"
+    assert y_label("env_runners/success_mean", "train") == "success rate (training episodes)"
+    assert y_label("env_runners/stacked_blocks_mean", "eval") == "stacked blocks at episode end (deterministic evaluation)"
+    assert y_label("env_runners/episode_return_mean", "train") == "episode return (training episodes)"
+    assert y_label("learners/default_policy/alpha_value", "train") == "learners/default_policy/alpha_value"
+
+
+def test_cli_missing_metric_is_one_line_error(tmp_path):
+    _trial(tmp_path, "spirl", "s0", [0, 1], [0, 1])
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path), "--metric", "env_runners/nope", "--out", str(tmp_path / "c.png")])
+    msg = str(e.value.code)
+    assert "env_runners/nope" in msg and str(tmp_path) in msg and "\n" not in msg
