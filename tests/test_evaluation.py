@@ -45,7 +45,7 @@ def _config(path, every_env_steps, episodes=3):
         .env_runners(num_env_runners=0)
         .training(skill_model_path=path, warmup_env_steps=100, train_batch_size_per_learner=32)
         .rl_module(model_config={"critic_hidden": 32, "critic_layers": 2})
-        .evaluation(every_env_steps=every_env_steps, evaluation_duration=episodes)
+        .evaluation(evaluation_every_env_steps=every_env_steps, evaluation_duration=episodes)
         .reporting(min_sample_timesteps_per_iteration=HL_STEPS_PER_ITER, min_time_s_per_iteration=0)
         .callbacks(SPiRLMetricsCallback)
         .debugging(seed=0)
@@ -105,3 +105,12 @@ def test_evaluation_acts_the_squashed_mean_skill(ray_session, skill_model_path):
         assert not np.allclose(acts, np.clip(v_mu, -1, 1), atol=1e-3)
     finally:
         algo.stop()
+
+
+def test_schedule_survives_rllib_dict_round_trip(skill_model_path):
+    """Tune and sweeps rebuild the config from a dict (``update_from_dict``): the schedule must come back."""
+    cfg = _config(skill_model_path, every_env_steps=20_000, episodes=7)
+    again = SPiRLConfig().update_from_dict(cfg.to_dict())
+    assert again.evaluation_every_env_steps == 20_000
+    assert again.evaluation_duration == 7 and again.evaluation_interval == 1
+    assert again.evaluation_config["explore"] is False

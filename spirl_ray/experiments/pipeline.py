@@ -307,7 +307,7 @@ def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int 
             critic_layers=rl.critic_layers,
         )
         .evaluation(
-            every_env_steps=cfg.evaluation.every_env_steps or None,
+            evaluation_every_env_steps=cfg.evaluation.every_env_steps or None,
             evaluation_duration=cfg.evaluation.episodes,
             evaluation_num_env_runners=cfg.evaluation.num_env_runners,
         )

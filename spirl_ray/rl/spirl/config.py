@@ -248,11 +248,11 @@ class SPiRLConfig(SACConfig):
 
     # ---- validation & derived values ------------------------------------------------------
     @override(SACConfig)
-    def evaluation(self, *, every_env_steps: Optional[int] = NotProvided, **kwargs) -> "SPiRLConfig":
+    def evaluation(self, *, evaluation_every_env_steps: Optional[int] = NotProvided, **kwargs) -> "SPiRLConfig":
         """RLlib's ``evaluation()`` plus an env-step schedule for deterministic evaluation.
 
         Args:
-            every_env_steps: evaluate whenever the training env-step counter
+            evaluation_every_env_steps: evaluate whenever the training env-step counter
                 (``env_runners/env_steps_lifetime``, low-level env steps) has
                 crossed the next multiple of this number, and once after the first
                 training iteration (the prior-initialised policy). Each evaluation
@@ -271,9 +271,9 @@ class SPiRLConfig(SACConfig):
         evaluated (``num_subtasks_completed_mean``, ``success_mean``,
         ``episode_return_mean``, ...), next to the training metrics.
         """
-        if every_env_steps is not NotProvided:
-            self.evaluation_every_env_steps = every_env_steps
-            if every_env_steps is not None:
+        if evaluation_every_env_steps is not NotProvided:
+            self.evaluation_every_env_steps = evaluation_every_env_steps
+            if evaluation_every_env_steps is not None:
                 kwargs.setdefault("evaluation_interval", 1)
                 kwargs.setdefault("evaluation_duration_unit", "episodes")
                 kwargs.setdefault("evaluation_duration", 10)
@@ -324,7 +324,7 @@ class SPiRLConfig(SACConfig):
                 errors.append("prior_sampling_schedule samples skills from the prior: set skill_model_path")
         every = self.evaluation_every_env_steps
         if every is not None and not (isinstance(every, int) and every >= 1):
-            errors.append(f"evaluation every_env_steps must be None or an int >= 1, got {every!r}")
+            errors.append(f"evaluation_every_env_steps must be None or an int >= 1, got {every!r}")
         if self.n_step != 1:
             errors.append(f"SPiRL's transition replay supports n_step=1 only, got {self.n_step!r}")
         if self.training_intensity is not None:
