@@ -83,12 +83,22 @@ def _sample_with_metrics(env_runner, num_timesteps: Optional[int] = None):
     return env_runner.sample(num_timesteps=num_timesteps), env_runner.get_metrics()
 
 
+def _storage_dtype(column: str, value: Any) -> np.dtype:
+    """uint8 for uint8 observations (images), float32 for everything else."""
+    if column in (Columns.OBS, Columns.NEXT_OBS) and np.asarray(value).dtype == np.uint8:
+        return np.dtype(np.uint8)
+    return np.dtype(np.float32)
+
+
 class TransitionReplayBuffer:
     """Uniform FIFO replay of (s, a, r, s', terminated) transitions in preallocated numpy arrays.
 
     Arrays are allocated (``np.empty``) on the first ``add``; memory pages are
     only touched as transitions arrive. Actions are stored as the RL module
-    emits them (normalised to [-1, 1]).
+    emits them (normalised to [-1, 1]). Observations keep the dtype the env
+    emits when it is ``uint8`` (image states: 1 byte per pixel instead of 4,
+    converted to float on the learner by the conv encoder, which divides by
+    255); every other column is float32.
 
     Args:
         capacity: max transitions kept (oldest overwritten first).
@@ -111,7 +121,9 @@ class TransitionReplayBuffer:
         for ep in episodes:
             if len(ep) == 0:
                 continue
-            obs = np.asarray(ep.get_observations(), dtype=np.float32)
+            obs = np.asarray(ep.get_observations())
+            if obs.dtype != np.uint8:
+                obs = obs.astype(np.float32, copy=False)
             t = len(ep)
             term = np.zeros(t, dtype=np.float32)
             term[-1] = float(ep.is_terminated)
@@ -135,7 +147,7 @@ class TransitionReplayBuffer:
         }
         t = len(rewards)
         if self._data is None:
-            self._data = {k: np.empty((self.capacity,) + np.shape(v)[1:], np.float32) for k, v in cols.items()}
+            self._data = {k: np.empty((self.capacity,) + np.shape(v)[1:], _storage_dtype(k, v)) for k, v in cols.items()}
         idx = (self._next + np.arange(t)) % self.capacity
         for k, v in cols.items():
             self._data[k][idx] = v
@@ -144,7 +156,7 @@ class TransitionReplayBuffer:
         return t
 
     def sample(self, n: int) -> Dict[str, np.ndarray]:
-        """``n`` transitions drawn uniformly with replacement (dict of (n, ...) float32 arrays)."""
+        """``n`` transitions drawn uniformly with replacement (dict of (n, ...) arrays; float32, uint8 image obs)."""
         if self._size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         idx = self.rng.integers(0, self._size, size=n)
@@ -157,7 +169,7 @@ class TransitionReplayBuffer:
     def set_state(self, state: Dict[str, Any]) -> None:
         self._data, self._next, self._size = None, state["next"], state["size"]
         if state["data"] is not None and self._size > 0:
-            self._data = {k: np.empty((self.capacity,) + v.shape[1:], np.float32) for k, v in state["data"].items()}
+            self._data = {k: np.empty((self.capacity,) + v.shape[1:], v.dtype) for k, v in state["data"].items()}
             for k, v in state["data"].items():
                 self._data[k][: self._size] = v
 
