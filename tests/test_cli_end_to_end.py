@@ -27,6 +27,7 @@ rl:
   min_sample_timesteps_per_iteration: 20
   checkpoint_every: 2
 prior_rollouts: {{episodes: 1}}
+evaluation: {{every_env_steps: 300, episodes: 1}}
 """
 
 
@@ -55,6 +56,28 @@ def test_cli_runs_the_whole_pipeline_and_resume_skips_finished(tiny_config, tmp_
     assert df["learners/default_policy/alpha_value"].dropna().nunique() > 1
     out = capsys.readouterr().out
     assert "tensorboard --logdir" in out
+    # deterministic evaluation: after the first iteration, then once 300 env steps are crossed
+    evals = df[df["evaluation/evaluated_at_env_steps"].notna()]
+    first_x = df["env_runners/env_steps_lifetime"].iloc[0]
+    assert evals["evaluation/evaluated_at_env_steps"].iloc[0] == first_x
+    assert len(evals) >= 2 and evals["evaluation/env_runners/num_episodes"].eq(1).all()
+    assert "prior_mean" in rollouts and rollouts["prior"]["squash"] == "z = 2*tanh(u/2)"
+    info = json.loads((root / "run_info.json").read_text())
+    assert info["command"].startswith("python -m spirl_ray.run --config") and "finished" in info and info["commit"]
+
+    # the records: a prior-quality record and a results record, regenerated from the run's folders
+    from spirl_ray.experiments.prior_report import main as prior_report_main
+    from spirl_ray.experiments.report import main as report_main
+
+    assert prior_report_main(["--config", str(tiny_config), "--out", str(tmp_path / "results" / "prior")]) == 0
+    prior_rec = json.loads((tmp_path / "results" / "prior" / "prior.json").read_text())
+    assert prior_rec["val_mse"] > 0 and prior_rec["log_sigma"]["min_log_sigma"] < 0
+    assert set(prior_rec["prior_rollouts"]) == {"prior", "prior_mean", "normal"}
+    assert report_main([str(root / "tune" / "spirl"), "--out", str(tmp_path / "results" / "tiny")]) == 0
+    record = tmp_path / "results" / "tiny"
+    assert (record / "curve.png").is_file() and (record / "seed0_spirl.csv").is_file()
+    assert info["commit"] in (record / "README.md").read_text()
+    assert "tiny" in (tmp_path / "results" / "README.md").read_text()
 
     # second run: every stage is skipped, the finished trial is not rerun
     assert main(["--config", str(tiny_config), "--num-cpus", "2", "--no-progress", "--resume"]) == 0
