@@ -70,3 +70,31 @@ def test_collected_dataset_name_follows_collect_settings(tmp_path):
     c = load_config(_write(tmp_path, "name: x\ndata: {path: /some/file.hdf5}\n"))
     assert a.dataset_path != b.dataset_path and "10ep" in a.dataset_path.name
     assert str(c.dataset_path) == "/some/file.hdf5"
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    p = _write(tmp_path, "name: x\nrl:\n  env_steps: 3\n   seeds: [1]\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value).startswith(f"config file {str(p)!r}, line 4, column 9: not valid YAML: mapping values")
+    # an unclosed bracket: where the parser gave up and where the bracket opened
+    with pytest.raises(ConfigError, match=r"line 3, column 6: not valid YAML: .* \(while parsing a flow sequence "
+                                          r"at line 2, column 13\)"):
+        load_config(_write(tmp_path, "name: x\nrl: {seeds: [1, 2\nname2: y\n"))
+
+
+def test_unknown_kitchen_subtask_is_refused_with_the_closest_names(tmp_path):
+    p = _write(tmp_path, "name: x\nenv:\n  tasks_to_complete: [microwave, light swich, kettle, kettle]\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert "env.tasks_to_complete: unknown subtask 'light swich' (did you mean 'light switch'?)" in msg
+    assert "repeated subtask(s) ['kettle']" in msg and "'hinge cabinet'" in msg  # the valid names are listed
+    assert "Value error" not in msg
+    with pytest.raises(ConfigError, match="env.tasks_to_complete: needs at least one subtask"):
+        load_config(_write(tmp_path, "name: x\nenv: {tasks_to_complete: []}\n"))
+    # a sweep arm's override is checked too
+    with pytest.raises(ConfigError, match="(?s)variant 'a'.*unknown subtask 'kettel'"):
+        load_config(_write(tmp_path, "name: x\nvariants:\n  - {name: a, set: {env.tasks_to_complete: [kettel]}}\n"))
+    ok = load_config(_write(tmp_path, "name: x\nenv: {tasks_to_complete: [light switch, hinge cabinet]}\n"))
+    assert ok.env.tasks_to_complete == ["light switch", "hinge cabinet"]

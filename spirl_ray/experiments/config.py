@@ -17,6 +17,7 @@ resolved config is written into every run directory (``config.resolved.yaml``).
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from pathlib import Path
@@ -31,6 +32,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -79,6 +81,36 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+def check_kitchen_tasks(tasks: list[str]) -> list[str]:
+    """Kitchen ``env.tasks_to_complete``: names of FrankaKitchen-v1's subtasks, at least one, none twice.
+
+    The valid names are :data:`spirl_ray.envs.kitchen.KITCHEN_SUBTASKS` (the
+    seven subtasks gymnasium-robotics scores). Checked when the config loads,
+    so a typo fails before data collection, not in the RL EnvRunner.
+
+    Raises:
+        ValueError: an unknown name (with the closest valid names, difflib), a
+            repeated name, or an empty list; the message lists the valid names.
+    """
+    from spirl_ray.envs.kitchen import KITCHEN_SUBTASKS
+
+    valid = list(KITCHEN_SUBTASKS)
+    if not tasks:
+        raise ValueError(f"needs at least one subtask; valid names: {valid}")
+    problems = []
+    for name in tasks:
+        if name not in KITCHEN_SUBTASKS:
+            close = difflib.get_close_matches(str(name), valid, n=2, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+            problems.append(f"unknown subtask {name!r}{hint}")
+    repeated = sorted({t for t in tasks if tasks.count(t) > 1})
+    if repeated:
+        problems.append(f"repeated subtask(s) {repeated}")
+    if problems:
+        raise ValueError("; ".join(problems) + f"; valid names: {valid}")
+    return tasks
+
+
 class EnvSection(_Section):
     """Low-level environment: ``kitchen`` (FrankaKitchen-v1), ``maze`` (PointMaze) or ``block_stacking`` (appendix C).
 
@@ -124,6 +156,13 @@ class EnvSection(_Section):
     max_episode_steps: PositiveInt | None = Field(
         None, description="episode length in env steps (kitchen 280, maze 2000, block_stacking 1000)"
     )
+
+    @field_validator("tasks_to_complete")
+    @classmethod
+    def _known_tasks(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if v is not None and info.data.get("name") == "kitchen":
+            return check_kitchen_tasks(v)
+        return v  # another family's field: refused by _resolve_family
 
     @model_validator(mode="after")
     def _resolve_family(self) -> "EnvSection":
@@ -466,6 +505,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "<top level>"
         msg = e["msg"]
+        if e["type"] == "value_error" and "error" in e.get("ctx", {}):
+            msg = str(e["ctx"]["error"])  # our own message, without pydantic's "Value error, " prefix
         if e["type"] == "extra_forbidden":
             valid = _fields_at(ExperimentConfig, tuple(e["loc"]))
             msg = "unknown key" + (f"; valid keys here: {', '.join(valid)}" if valid else "")
@@ -489,6 +530,24 @@ def _set_dotted(raw: dict[str, Any], overrides: dict[str, Any]) -> None:
         node[leaf] = value
 
 
+def yaml_error_message(err: yaml.YAMLError, source: str) -> str:
+    """``<source>, line L, column C: not valid YAML: <problem>`` (1-based, where PyYAML marks the problem).
+
+    ``source`` names the text, e.g. ``config file 'x.yaml'`` or ``--set rl.seeds=[1``.
+    """
+    def at(mark) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
+    if mark is None or not problem:
+        return f"{source}: not valid YAML: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+    msg = f"{source}, {at(mark)}: not valid YAML: {problem}"
+    context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context and context_mark is not None and (context_mark.line, context_mark.column) != (mark.line, mark.column):
+        msg += f" ({context} at {at(context_mark)})"  # e.g. where an unclosed [ or { began
+    return msg
+
+
 def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
     """Read and validate an experiment YAML.
 
@@ -496,7 +555,9 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
         path: the YAML file.
         overrides: dotted keys to set after loading, e.g. ``{"rl.env_steps": 2000}``.
     Raises:
-        ConfigError: missing file, YAML syntax error, or invalid fields (all listed).
+        ConfigError: missing file, YAML syntax error (with its line and column), or
+            invalid fields (all listed, e.g. an unknown kitchen subtask with the
+            closest valid names).
     """
     path = Path(path)
     if not path.is_file():
@@ -504,7 +565,7 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+        raise ConfigError(yaml_error_message(e, f"config file {str(path)!r}")) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {str(path)!r}: expected a mapping at the top level, got {type(raw).__name__}")
     _set_dotted(raw, overrides or {})
