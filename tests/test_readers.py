@@ -266,3 +266,56 @@ def test_unknown_format_and_layout(tmp_path):
         read_dataset(p, fmt="parquet")
     with pytest.raises(DatasetError, match="state_layout"):
         read_dataset(p, state_layout="foo")
+
+
+# ---------------------------------------------------------------- shapes from headers (preflight)
+
+from spirl_ray.data.readers import read_dataset_spec  # noqa: E402
+
+
+def test_spec_agrees_with_the_full_read_d4rl_with_images(tmp_path):
+    n = 12
+    path = write_d4rl(tmp_path / "d.hdf5", np.zeros((n, 60), np.float32), np.zeros((n, 9), np.float32),
+                      timeouts=np.arange(n) % 4 == 3)
+    with h5py.File(path, "a") as f:
+        f["images"] = np.zeros((n, 2, 32, 32), np.uint8)
+    spec = read_dataset_spec(path, state_layout="d4rl30")
+    eps = read_dataset(path, state_layout="d4rl30")
+    assert spec.format == "d4rl" and spec.steps == sum(len(e) for e in eps) == n
+    assert (spec.obs_dim, spec.act_dim) == (eps[0].observations.shape[1], eps[0].actions.shape[1]) == (30, 9)
+    assert spec.image_shape == eps[0].images.shape[1:] == (2, 32, 32) and spec.image_dtype == "uint8"
+    assert read_dataset_spec(path, read_images=False).image_shape is None
+    assert read_dataset_spec(path).obs_dim == 60  # no layout: as stored
+
+
+def test_spec_agrees_with_the_full_read_minari(tmp_path):
+    episodes = [(np.zeros((5, 59)), np.zeros((4, 9))), (np.zeros((3, 59)), np.zeros((2, 9)))]
+    ds = write_minari(tmp_path, episodes, dict_obs=True)
+    spec = read_dataset_spec(ds, state_layout="d4rl30")
+    assert spec.format == "minari" and spec.file.name == "main_data.hdf5"
+    assert (spec.steps, spec.obs_dim, spec.act_dim) == (6, 30, 9)
+    assert spec.obs_key == "episode_0/observations/observation" and spec.image_shape is None
+
+
+def test_spec_errors_name_file_and_key(tmp_path):
+    n = 6
+    bad_images = write_d4rl(tmp_path / "f.hdf5", np.zeros((n, 4), np.float32), np.zeros((n, 2), np.float32),
+                            timeouts=np.ones(n, bool))
+    with h5py.File(bad_images, "a") as f:
+        f["images"] = np.zeros((n, 2, 32, 32), np.float32)
+    with pytest.raises(DatasetError, match=r"f\.hdf5: key 'images' has dtype float32, expected uint8"):
+        read_dataset_spec(bad_images)
+    no_images = write_d4rl(tmp_path / "g.hdf5", np.zeros((n, 4), np.float32), np.zeros((n, 2), np.float32),
+                           timeouts=np.ones(n, bool))
+    with pytest.raises(DatasetError, match=r"g\.hdf5: missing key 'images'"):
+        read_dataset_spec(no_images, read_images=True)
+    with pytest.raises(DatasetError, match=r"key 'observations' has dim 4; state_layout 'd4rl30' expects"):
+        read_dataset_spec(no_images, state_layout="d4rl30")
+    short = write_d4rl(tmp_path / "h.hdf5", np.zeros((n, 4), np.float32), np.zeros((n - 1, 2), np.float32),
+                       timeouts=np.ones(n, bool))
+    with pytest.raises(DatasetError, match="length mismatch"):
+        read_dataset_spec(short)
+    mixed = write_minari(tmp_path, [(np.zeros((3, 4)), np.zeros((2, 2))), (np.zeros((3, 4)), np.zeros((2, 3)))],
+                         dict_obs=False)
+    with pytest.raises(DatasetError, match=r"episode_1/observations' / 'episode_1/actions' have dims \(4, 3\)"):
+        read_dataset_spec(mixed)

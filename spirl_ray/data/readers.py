@@ -39,12 +39,14 @@ import numpy as np
 
 __all__ = [
     "DatasetError",
+    "DatasetSpec",
     "EpisodeData",
     "STATE_LAYOUTS",
     "map_state_layout",
     "read_d4rl_hdf5",
     "read_minari",
     "read_dataset",
+    "read_dataset_spec",
     "resolve_minari_file",
 ]
 
@@ -108,12 +110,15 @@ def _read_array(group: h5py.Group, key: str, path: Path, prefix: str = "") -> np
         raise DatasetError(f"{path}: key '{full}' could not be read ({type(e).__name__}: {e})") from e
 
 
+def _check_2d_numeric(dtype: np.dtype, shape: tuple, path: Path, key: str) -> None:
+    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer) or dtype == np.bool_):
+        raise DatasetError(f"{path}: key '{key}' has dtype {dtype}, expected numeric")
+    if len(shape) != 2:
+        raise DatasetError(f"{path}: key '{key}' has shape {shape}, expected 2-d (steps, dim)")
+
+
 def _as_2d_float(arr: np.ndarray, path: Path, key: str) -> np.ndarray:
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-            or arr.dtype == np.bool_):
-        raise DatasetError(f"{path}: key '{key}' has dtype {arr.dtype}, expected numeric")
-    if arr.ndim != 2:
-        raise DatasetError(f"{path}: key '{key}' has shape {arr.shape}, expected 2-d (steps, dim)")
+    _check_2d_numeric(arr.dtype, arr.shape, path, key)
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
@@ -161,11 +166,14 @@ def map_state_layout(obs: np.ndarray, layout: str | None, path: Any = "<array>",
     raise DatasetError(f"{path}: unknown state_layout {layout!r}; expected one of {STATE_LAYOUTS} or None")
 
 
-def _check_images(images: np.ndarray, n: int, path: Path, key: str = "images") -> np.ndarray:
-    """(N, C, H, W) uint8 image states with one row per observation; DatasetError otherwise."""
+def _check_images(images, n: int, path: Path, key: str = "images"):
+    """(N, C, H, W) uint8 image states with one row per observation; DatasetError otherwise.
+
+    ``images``: an array or an h5py dataset (only its dtype and shape are looked at).
+    """
     if images.dtype != np.uint8:
         raise DatasetError(f"{path}: key '{key}' has dtype {images.dtype}, expected uint8 image states (0-255)")
-    if images.ndim != 4:
+    if len(images.shape) != 4:
         raise DatasetError(f"{path}: key '{key}' has shape {images.shape}, expected 4-d (steps, channels, height, width)")
     if images.shape[0] != n:
         raise DatasetError(
@@ -354,6 +362,136 @@ def read_minari(path, obs_dim: int | None = None, act_dim: int | None = None,
     if sum(len(e) for e in episodes) == 0:
         raise DatasetError(f"{file}: all {len(episodes)} episodes have zero steps in 'actions'; expected data")
     return episodes
+
+
+# --------------------------------------------------------------------------- shapes only
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What an offline dataset holds, read from its hdf5 headers (no arrays loaded).
+
+    Dims are those :func:`read_dataset` would return with the same arguments.
+    """
+
+    file: Path  #: the hdf5 file read (a Minari directory resolves to its ``main_data.hdf5``)
+    format: str  #: ``"d4rl"`` or ``"minari"``
+    steps: int  #: state-action pairs (Minari: without the final observation of each episode)
+    obs_key: str  #: the observation key (Minari: of the first episode)
+    obs_dim: int  #: observation dim after ``state_layout``
+    act_key: str
+    act_dim: int
+    image_shape: tuple[int, ...] | None = None  #: (C, H, W) of key ``images``; None when absent or not read
+    image_dtype: str | None = None  #: numpy dtype name of ``images`` (the readers require ``uint8``)
+
+
+def _dataset_node(group: h5py.Group, key: str, path: Path, prefix: str = "") -> h5py.Dataset:
+    """``group[key]`` as an h5py dataset, unread; DatasetError like :func:`_read_array` when missing."""
+    full = f"{prefix}{key}"
+    if key not in group:
+        _read_array(group, key, path, prefix)  # raises, listing the keys present
+    node = group[key]
+    if not isinstance(node, h5py.Dataset):
+        raise DatasetError(f"{path}: key '{full}' is a {type(node).__name__}, expected a dataset")
+    return node
+
+
+def _layout_dim(dim: int, state_layout: str | None, path: Path, key: str) -> int:
+    """Observation dim after ``state_layout`` (same rules and errors as :func:`map_state_layout`)."""
+    return int(map_state_layout(np.zeros((0, dim), np.float32), state_layout, path, key).shape[1])
+
+
+def _d4rl_spec(path: Path, state_layout: str | None, read_images: bool | None) -> DatasetSpec:
+    with _open_hdf5(path) as f:
+        obs, act = _dataset_node(f, "observations", path), _dataset_node(f, "actions", path)
+        _check_2d_numeric(obs.dtype, obs.shape, path, "observations")
+        _check_2d_numeric(act.dtype, act.shape, path, "actions")
+        n = obs.shape[0]
+        if n == 0 or act.shape[0] == 0:
+            raise DatasetError(f"{path}: key 'observations' has {n} rows and 'actions' {act.shape[0]} rows; "
+                               "expected a non-empty dataset")
+        if act.shape[0] != n:
+            raise DatasetError(f"{path}: length mismatch: key 'observations' has {n} rows, key 'actions' has "
+                               f"{act.shape[0]}; expected equal lengths")
+        if "terminals" not in f and "timeouts" not in f:
+            _read_array(f, "terminals", path)  # raises: names the missing key
+        image_shape = image_dtype = None
+        if read_images or (read_images is None and "images" in f):
+            images = _check_images(_dataset_node(f, "images", path), n, path)
+            image_shape, image_dtype = tuple(int(d) for d in images.shape[1:]), str(images.dtype)
+        return DatasetSpec(path, "d4rl", int(n), "observations", _layout_dim(obs.shape[1], state_layout, path,
+                           "observations"), "actions", int(act.shape[1]), image_shape, image_dtype)
+
+
+def _minari_spec(path, state_layout: str | None, read_images: bool | None) -> DatasetSpec:
+    file = resolve_minari_file(path)
+    if read_images:
+        raise DatasetError(f"{file}: image states are read from D4RL-layout files only (key 'images'), not Minari")
+    with _open_hdf5(file) as f:
+        names = sorted((int(m.group(1)), k) for k in f.keys() if (m := _EPISODE_RE.match(k)))
+        if not names:
+            raise DatasetError(f"{file}: no 'episode_<i>' groups (keys present: {sorted(f.keys())[:20]}); "
+                               "expected a Minari dataset with at least one episode")
+        first = None
+        steps = 0
+        for _, name in names:
+            ep = f[name]
+            if not isinstance(ep, h5py.Group):
+                raise DatasetError(f"{file}: key '{name}' is a dataset, expected an episode group")
+            obs_key = f"{name}/observations"
+            if "observations" not in ep or isinstance(ep["observations"], h5py.Dataset):
+                node = _dataset_node(ep, "observations", file, f"{name}/")
+            else:  # dict observation space (FrankaKitchen-v1): observations/observation
+                group = ep["observations"]
+                if "observation" not in group:
+                    raise DatasetError(f"{file}: key '{obs_key}' is a dict-space group with keys "
+                                       f"{sorted(group.keys())}; expected a dataset or a subgroup 'observation'")
+                node, obs_key = _dataset_node(group, "observation", file, f"{obs_key}/"), f"{obs_key}/observation"
+            act_key = f"{name}/actions"
+            act = _dataset_node(ep, "actions", file, f"{name}/")
+            _check_2d_numeric(node.dtype, node.shape, file, obs_key)
+            _check_2d_numeric(act.dtype, act.shape, file, act_key)
+            if node.shape[0] != act.shape[0] + 1:
+                raise DatasetError(f"{file}: length mismatch: key '{obs_key}' has {node.shape[0]} rows, key "
+                                   f"'{act_key}' has {act.shape[0]}; expected observations = actions + 1")
+            dims = (_layout_dim(node.shape[1], state_layout, file, obs_key), int(act.shape[1]))
+            if first is None:
+                first = (obs_key, act_key, dims)
+            elif dims != first[2]:
+                raise DatasetError(f"{file}: key '{obs_key}' / '{act_key}' have dims {dims}, but "
+                                   f"'{first[0]}' / '{first[1]}' have {first[2]}; expected the same in every episode")
+            steps += int(act.shape[0])
+        if steps == 0:
+            raise DatasetError(f"{file}: all {len(names)} episodes have zero steps in 'actions'; expected data")
+        return DatasetSpec(file, "minari", steps, first[0], first[2][0], first[1], first[2][1])
+
+
+def read_dataset_spec(path, fmt: str = "auto", state_layout: str | None = None,
+                      read_images: bool | None = None) -> DatasetSpec:
+    """Shapes and dtypes of a dataset from its hdf5 headers, without reading the arrays (milliseconds).
+
+    Checks what :func:`read_dataset` checks from the headers (keys present,
+    2-d numeric observations/actions of matching length, the state layout,
+    ``images`` uint8 (N, C, H, W)); values (finiteness) are only checked by
+    the full read.
+
+    Args:
+        path, fmt: as :func:`read_dataset`.
+        state_layout: ``obs_dim`` is reported after this layout (module docstring).
+        read_images: ``True`` = ``images`` required, ``None`` = reported when present, ``False`` = ignored.
+    Raises:
+        DatasetError: as :func:`read_dataset`, naming the file and key.
+    """
+    path = Path(os.fspath(path))
+    if state_layout is not None and state_layout not in STATE_LAYOUTS:
+        raise DatasetError(f"{path}: unknown state_layout {state_layout!r}; expected one of {STATE_LAYOUTS} or None")
+    if fmt == "auto":
+        fmt = _detect_format(path)
+    if fmt == "d4rl":
+        return _d4rl_spec(path, state_layout, read_images)
+    if fmt == "minari":
+        return _minari_spec(path, state_layout, read_images)
+    raise DatasetError(f"{path}: unknown dataset format {fmt!r}; expected 'auto', 'd4rl' or 'minari'")
 
 
 # --------------------------------------------------------------------------- dispatch
