@@ -2,8 +2,14 @@
 
 Stages (each skipped when its output exists): scripted data collection →
 skill-prior training → prior rollouts → SPiRL under Ray Tune, one trial per
-seed. Without ``--address`` an embedded local Ray is started; with it the run
-joins an existing cluster (``--address auto`` on a cluster node).
+seed. Without ``--address`` an embedded local Ray is started, with the Ray
+dashboard unless ``--no-dashboard``; with it the run joins an existing cluster
+(``--address auto`` on a cluster node).
+
+Bad input is refused before Ray starts, with one message and exit code 2:
+config errors (unknown keys, YAML syntax with its line, unknown kitchen
+subtasks), a dataset that does not fit the env, a missing tracker package,
+and ``--resume`` after a config change (:mod:`spirl_ray.experiments.preflight`).
 """
 
 from __future__ import annotations
@@ -33,10 +39,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "in the background while the RL code changes)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars (CI logs)")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--no-dashboard", action="store_true",
+        help="start the embedded local Ray without its dashboard (saves its processes' memory; not with --address)",
+    )
+    args = p.parse_args(argv)
+    if args.no_dashboard and args.address:
+        p.error("--no-dashboard applies to the embedded local Ray; a cluster joined with --address runs its own "
+                "dashboard (started with `ray start --include-dashboard`)")
+    return args
 
 
-def monitoring_lines(dashboard_url: str | None, joined_cluster: bool, tune_dir: os.PathLike | str) -> list[str]:
+def monitoring_lines(dashboard_url: str | None, joined_cluster: bool, tune_dir: os.PathLike | str,
+                     disabled: bool = False, token_auth: bool = False) -> list[str]:
     """What to watch a run with: the Ray dashboard (or why there is none) and TensorBoard.
 
     Args:
@@ -46,6 +61,11 @@ def monitoring_lines(dashboard_url: str | None, joined_cluster: bool, tune_dir: 
             dashboard address is then the head's, reachable from elsewhere through
             ``ray dashboard <cluster yaml>`` (forwarded to http://localhost:8265).
         tune_dir: the run's Tune directory (TensorBoard reads it).
+        disabled: the dashboard was turned off (``--no-dashboard``).
+        token_auth: the Ray cluster requires its auth token (Ray >= 2.60 turns token
+            authentication on for a new local cluster: ``RAY_AUTH_MODE=token`` after
+            ``ray.init``); the dashboard then asks for the token that
+            ``ray get-auth-token`` prints.
     Returns:
         Lines to print, one per tool.
     """
@@ -54,6 +74,10 @@ def monitoring_lines(dashboard_url: str | None, joined_cluster: bool, tune_dir: 
         dash = f"Ray dashboard: {url}"
         if joined_cluster:
             dash += " (from your machine: `ray dashboard <cluster yaml>`, then http://localhost:8265)"
+        if token_auth:
+            dash += " (it asks for the token that `ray get-auth-token` prints)"
+    elif disabled:
+        dash = "Ray dashboard: off (--no-dashboard)"
     elif importlib.util.find_spec("aiohttp") is None:
         dash = ('Ray dashboard: not running (it needs `pip install "ray[default]"` of the same Ray version); '
                 "Tune's progress table and TensorBoard work without it")
@@ -133,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     raw_argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from spirl_ray.experiments.config import ConfigError, load_config
+    from spirl_ray.experiments.config import ConfigError, load_config, yaml_error_message
+    from spirl_ray.experiments.preflight import preflight
 
     overrides = {}
     for item in args.overrides:
@@ -141,9 +166,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --set expects KEY=VALUE, got {item!r}", file=sys.stderr)
             return 2
         key, value = item.split("=", 1)
-        overrides[key] = yaml.safe_load(value)
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            print(f"error: {yaml_error_message(e, f'--set {item}')}", file=sys.stderr)
+            return 2
     try:
         cfg = load_config(args.config, overrides)
+        # everything that can be checked without Ray, before any stage writes anything
+        preflight(cfg, resume=args.resume and not args.offline_only)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -156,8 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         ctx = ray.init(address=args.address)
     else:
         # address="local": always a new embedded Ray, never an unrelated one found on this machine.
-        ctx = ray.init(address="local", num_cpus=args.num_cpus, object_store_memory=10**9)
-    for line in monitoring_lines(getattr(ctx, "dashboard_url", None), bool(args.address), cfg.root / "tune"):
+        # include_dashboard=None: Ray starts the dashboard when ray[default] is installed (a dependency).
+        ctx = ray.init(address="local", num_cpus=args.num_cpus, object_store_memory=10**9,
+                       include_dashboard=False if args.no_dashboard else None)
+    for line in monitoring_lines(getattr(ctx, "dashboard_url", None), bool(args.address), cfg.root / "tune",
+                                 disabled=args.no_dashboard, token_auth=os.environ.get("RAY_AUTH_MODE") == "token"):
         say(line)
     try:
         if args.offline_only:
@@ -166,10 +200,16 @@ def main(argv: list[str] | None = None) -> int:
             arms, _ = offline_stages(cfg, show_progress=not args.no_progress)
             say(f"offline stages done ({len(arms)} arm(s)); RL skipped (--offline-only)")
             return 0
+        from spirl_ray.experiments.pipeline import check_trials_fit_before_offline_stages
+
+        check_trials_fit_before_offline_stages(cfg, args.resume)  # needs the cluster's resources; before any write
         cfg.root.mkdir(parents=True, exist_ok=True)
         write_run_info(cfg.root, raw_argv)
         out = run_pipeline(cfg, resume=args.resume, show_progress=not args.no_progress)
         write_run_info(cfg.root, raw_argv, finished=True)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     finally:
         ray.shutdown()
     results = out["results"]

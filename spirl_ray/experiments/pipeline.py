@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from spirl_ray.experiments.config import ExperimentConfig
+from spirl_ray.experiments.config import ConfigError, ExperimentConfig
+from spirl_ray.experiments.preflight import TUNE_CONFIG_SNAPSHOT, TUNE_EXPERIMENT, tune_experiment_dir
 from spirl_ray.utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,14 @@ def say(msg: str) -> None:
     print(f"[spirl-ray] {msg}", flush=True)
 
 
-def write_resolved_config(cfg: ExperimentConfig) -> Path:
-    path = cfg.root / "config.resolved.yaml"
+def write_resolved_config(cfg: ExperimentConfig, path: Path | None = None) -> Path:
+    """Write the validated config (defaults filled in) as YAML to ``path`` (default ``<root>/config.resolved.yaml``).
+
+    Atomic (temp file, then rename). The RL stage also writes one into the Tune
+    experiment folder, the reference of ``--resume``
+    (:func:`~spirl_ray.experiments.preflight.check_resume`).
+    """
+    path = cfg.root / "config.resolved.yaml" if path is None else Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     return path
@@ -390,7 +397,7 @@ def check_trials_fit(param_space: dict[str, Any], arm_names: list[str]) -> dict[
     nodes). Returns the largest request per resource.
 
     Raises:
-        ValueError: an arm's trial needs more of a resource than the cluster has (names the arm and fields).
+        ConfigError: an arm's trial needs more of a resource than the cluster has (names the arm and fields).
     """
     import ray
 
@@ -403,7 +410,7 @@ def check_trials_fit(param_space: dict[str, Any], arm_names: list[str]) -> dict[
         for res, amount in need.items():
             biggest[res] = max(biggest.get(res, 0.0), amount)
             if have and amount > have.get(res, 0.0) + 1e-9 and not os.environ.get("SPIRL_RAY_ALLOW_PENDING"):
-                raise ValueError(
+                raise ConfigError(
                     f"sweep arm {name!r}: one trial needs {amount:g} {res} but the Ray cluster has "
                     f"{have.get(res, 0.0):g}; it would stay PENDING forever. Lower rl.num_env_runners / "
                     "rl.num_cpus_per_env_runner / rl.num_gpus_per_learner, or add nodes "
@@ -428,8 +435,8 @@ def rl_stage(cfg: ExperimentConfig, arms: list[tuple[str, ExperimentConfig, Path
     if len(budgets) > 1:
         raise ValueError(f"all sweep arms must share rl.env_steps (one Tune stop criterion), got {sorted(budgets)}")
     storage = cfg.root / "tune"
-    exp_name = "spirl"
-    exp_dir = storage / exp_name
+    exp_name = TUNE_EXPERIMENT
+    exp_dir = tune_experiment_dir(cfg)
     if resume and tune.Tuner.can_restore(str(exp_dir)):
         from spirl_ray.rl.envs import register_envs
 
@@ -457,6 +464,8 @@ def rl_stage(cfg: ExperimentConfig, arms: list[tuple[str, ExperimentConfig, Path
                 verbose=1,
             ),
         )
+        # what these trials run with: `--resume` compares the config against this file
+        write_resolved_config(cfg, exp_dir / TUNE_CONFIG_SNAPSHOT)
     say(f"rl: Tune experiment in {exp_dir}; TensorBoard: tensorboard --logdir {exp_dir}")
     return tuner.fit()
 
@@ -494,8 +503,34 @@ def offline_stages(
     return arms, reports
 
 
+def check_trials_fit_before_offline_stages(cfg: ExperimentConfig, resume: bool = False) -> dict[str, float] | None:
+    """:func:`check_trials_fit` before any stage (the offline models' paths do not change a trial's resources).
+
+    Skipped (None) when ``resume`` restores an existing Tune experiment, whose trials keep their resources.
+
+    Raises:
+        ConfigError: as :func:`check_trials_fit`.
+    """
+    from ray import tune
+
+    if resume and tune.Tuner.can_restore(str(tune_experiment_dir(cfg))):
+        return None
+    placeholder = cfg.prior_cache_dir / "not-trained-yet" / "skill_model.pt"  # never opened
+    arms = [(name, vcfg, placeholder) for name, vcfg in cfg.variant_configs()]
+    return check_trials_fit(sweep_param_space(arms), [name for name, _, _ in arms])
+
+
 def run_pipeline(cfg: ExperimentConfig, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
-    """All four stages; returns ``{"arms", "prior_rollouts", "results"}`` (+ ``dataset``/``prior`` of a single arm)."""
+    """All four stages; returns ``{"arms", "prior_rollouts", "results"}`` (+ ``dataset``/``prior`` of a single arm).
+
+    Call with Ray initialised. The CLI runs :func:`~spirl_ray.experiments.preflight.preflight`
+    (dataset vs env, trackers, ``--resume`` vs the stored config) before it starts Ray;
+    here a trial that cannot fit the cluster is refused before the offline stages.
+
+    Raises:
+        ConfigError: a trial needs more CPUs/GPUs than the Ray cluster has.
+    """
+    check_trials_fit_before_offline_stages(cfg, resume)
     cfg.root.mkdir(parents=True, exist_ok=True)
     write_resolved_config(cfg)
     arms, reports = offline_stages(cfg, show_progress)
