@@ -238,3 +238,21 @@ def test_ray_is_only_started_after_the_checks(tmp_path, storage, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         main(["--config", str(_config(tmp_path, storage)), "--no-dashboard"])
     assert started and started[0]["include_dashboard"] is False and started[0]["address"] == "local"
+
+
+def test_a_trials_resources_do_not_depend_on_its_method(tmp_path, storage):
+    """Why the early resource check may size every arm as ``sac`` (no offline model file yet)."""
+    from toy_skill_env import save_toy_skill_model
+
+    from spirl_ray.experiments.pipeline import sweep_param_space
+    from spirl_ray.experiments.trainable import VARIANT_KEY, SPiRLTrial
+
+    model = save_toy_skill_model(tmp_path / "toy.pt")
+    cfg = load_config(_config(tmp_path, storage), {"rl.num_env_runners": 3, "evaluation.num_env_runners": 1})
+
+    def need(method, path):
+        arm = cfg.model_copy(update={"rl": cfg.rl.model_copy(update={"method": method})})
+        space = sweep_param_space([(method, arm, path)])
+        return SPiRLTrial.default_resource_request({**space, VARIANT_KEY: method, "seed": 0}).required_resources
+
+    assert need("spirl", model) == need("flat_prior", model) == need("sac", None) == {"CPU": 1 + 3 * 0.5 + 1 * 0.5}

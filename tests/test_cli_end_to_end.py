@@ -85,6 +85,17 @@ def test_cli_runs_the_whole_pipeline_and_resume_skips_finished(tiny_config, tmp_
     assert "data: using" in out and "prior: cached" in out and "prior rollouts: cached" in out
     assert len(read_results(results[0])) == len(df)
 
+    # resuming with another H is refused before Ray starts (Tune would keep the old prior); nothing is rewritten
+    assert (root / "tune" / "spirl" / "config.resolved.yaml").is_file()  # what the trials were started with
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    stamps = [p.stat().st_mtime_ns for p in files]
+    assert main(["--config", str(tiny_config), "--num-cpus", "2", "--no-progress", "--resume",
+                 "--set", "skill_model.horizon=4"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume: the config differs" in err and "\n  skill_model.horizon: 5 -> 4\n" in err
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
+    assert [p.stat().st_mtime_ns for p in files] == stamps
+
 
 def test_cli_rejects_unknown_key_with_valid_keys(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"

@@ -504,9 +504,13 @@ def offline_stages(
 
 
 def check_trials_fit_before_offline_stages(cfg: ExperimentConfig, resume: bool = False) -> dict[str, float] | None:
-    """:func:`check_trials_fit` before any stage (the offline models' paths do not change a trial's resources).
+    """:func:`check_trials_fit` before any stage, when the offline models do not exist yet.
 
-    Skipped (None) when ``resume`` restores an existing Tune experiment, whose trials keep their resources.
+    A trial's resources come from its EnvRunner, Learner and evaluation
+    settings, not from its method's offline model, so each arm is sized as
+    the same config with ``rl.method: sac`` (no model file needed). Skipped
+    (None) when ``resume`` restores an existing Tune experiment, whose
+    trials keep their resources.
 
     Raises:
         ConfigError: as :func:`check_trials_fit`.
@@ -515,8 +519,8 @@ def check_trials_fit_before_offline_stages(cfg: ExperimentConfig, resume: bool =
 
     if resume and tune.Tuner.can_restore(str(tune_experiment_dir(cfg))):
         return None
-    placeholder = cfg.prior_cache_dir / "not-trained-yet" / "skill_model.pt"  # never opened
-    arms = [(name, vcfg, placeholder) for name, vcfg in cfg.variant_configs()]
+    arms = [(name, vcfg.model_copy(update={"rl": vcfg.rl.model_copy(update={"method": "sac"})}), None)
+            for name, vcfg in cfg.variant_configs()]
     return check_trials_fit(sweep_param_space(arms), [name for name, _, _ in arms])
 
 
