@@ -128,6 +128,16 @@ def test_maze_images_of_another_shape(tmp_path, storage, capsys, no_ray):
     assert not storage.exists()
 
 
+def test_vector_state_file_for_an_image_env(tmp_path, storage, capsys, no_ray):
+    data = tmp_path / "states_only.hdf5"
+    write_d4rl(data, [(np.zeros((20, 4), np.float32), np.zeros((20, 2), np.float32))])
+    cfg = _config(tmp_path, storage, "name: bad\nstorage_path: {storage}\nenv: {{name: maze}}\n"
+                  "data: {{path: {data}}}\nrl: {{seeds: [0]}}\n", data=data)
+    msg = _refused(["--config", str(cfg)], capsys)
+    assert f"data.path: {data}: missing key 'images'" in msg and "env.state 'image' trains on image states" in msg
+    assert not storage.exists()
+
+
 def test_block_stacking_images_of_another_dtype(tmp_path, storage, capsys, no_ray):
     data = tmp_path / "float_images.hdf5"
     write_d4rl(data, [(np.zeros((20, 25), np.float32), np.zeros((20, 3), np.float32))])

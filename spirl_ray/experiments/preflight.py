@@ -148,7 +148,10 @@ def check_dataset_fits_env(cfg: ExperimentConfig) -> int:
             spec = read_dataset_spec(path, vcfg.data.format, state_layout=vcfg.env.state_layout,
                                      read_images=True if vcfg.env.image_states else None)
         except DatasetError as e:
-            raise ConfigError(f"{where}{label}: {e}") from None
+            hint = ""
+            if vcfg.env.image_states and "missing key 'images'" in str(e):
+                hint = f"; env.state 'image' trains on image states (key 'images'), 'state' on 'observations'"
+            raise ConfigError(f"{where}{label}: {e}{hint}") from None
         if env_key not in spaces_cache:
             spaces_cache[env_key] = env_spaces(vcfg.env.name, vcfg.env.env_kwargs())
         problems = dataset_mismatches(spec, spaces_cache[env_key])
