@@ -196,8 +196,11 @@ def _started_experiment(tmp_path, storage, legacy: bool = False):
 def test_resume_after_a_change_of_dataset_horizon_latent_or_method(tmp_path, storage, capsys, no_ray, legacy):
     cfg_path, cfg = _started_experiment(tmp_path, storage, legacy)
     assert check_resume(cfg) is not None  # the unchanged config resumes (so the refusal below is the change's)
-    # fields that do not reach the resumed trials may change
+    # fields that do not reach the resumed trials may change; a skill-model default spelled out is no change
     assert check_resume(load_config(cfg_path, {"prior_rollouts.episodes": 3, "data.collect.num_workers": 2}))
+    from spirl_ray.skills.models import SkillModelConfig
+
+    assert check_resume(load_config(cfg_path, {"skill_model.beta": SkillModelConfig.model_fields["beta"].default}))
     before = _tree(storage)
     msg = _refused(["--config", str(cfg_path), "--resume", "--set", "data.collect.episodes=50",
                     "--set", "skill_model.horizon=10", "--set", "skill_model.latent_dim=10",

@@ -179,14 +179,25 @@ def check_trackers_installed(cfg: ExperimentConfig) -> None:
 
 # ---- --resume -------------------------------------------------------------------------------
 def _flatten(d: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Leaves of nested dicts as ``(dotted key, value)``; an empty dict has no leaves."""
     for k, v in d.items():
         key = f"{prefix}{k}"
         if not prefix and k == "variants" and isinstance(v, list):  # arms by name: variants.<arm>.<dotted key>
             v = {str(x.get("name")): x.get("set") or {} for x in v if isinstance(x, dict)}
-        if isinstance(v, dict) and v:
+        if isinstance(v, dict):
             yield from _flatten(v, key + ".")
         else:
             yield key, v
+
+
+def _resolved_dump(cfg: ExperimentConfig) -> dict[str, Any]:
+    """``cfg`` as JSON types, ``skill_model`` with its defaults filled in (unset H = the default H)."""
+    from spirl_ray.skills.models import SkillModelConfig
+
+    out = cfg.model_dump(mode="json")
+    model = SkillModelConfig(obs_dim=1, action_dim=1, **cfg.skill_model).model_dump(mode="json")
+    out["skill_model"] = {k: v for k, v in model.items() if k not in ("obs_dim", "action_dim", "image_shape")}
+    return out
 
 
 def config_differences(old: dict[str, Any], new: ExperimentConfig) -> list[tuple[str, Any, Any]]:
@@ -195,13 +206,14 @@ def config_differences(old: dict[str, Any], new: ExperimentConfig) -> list[tuple
     ``old`` is a resolved config as written to ``config.resolved.yaml``; it
     is validated first, so keys added to the config since then take their
     defaults instead of showing as differences (an old file that no longer
-    validates is compared as written).
+    validates is compared as written). ``skill_model`` is compared with its
+    defaults filled in: ``horizon`` unset and ``horizon: 10`` are the same.
     """
     try:
-        old = ExperimentConfig(**old).model_dump(mode="json")
+        old = _resolved_dump(ExperimentConfig(**old))
     except Exception:  # noqa: BLE001 - an outdated file is still compared, key by key
         pass
-    a, b = dict(_flatten(old)), dict(_flatten(new.model_dump(mode="json")))
+    a, b = dict(_flatten(old)), dict(_flatten(_resolved_dump(new)))
     out = []
     for key in list(a) + [k for k in b if k not in a]:
         va, vb = a.get(key, "<unset>"), b.get(key, "<unset>")
