@@ -114,3 +114,29 @@ def test_schedule_survives_rllib_dict_round_trip(skill_model_path):
     assert again.evaluation_every_env_steps == 20_000
     assert again.evaluation_duration == 7 and again.evaluation_interval == 1
     assert again.evaluation_config["explore"] is False
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_timeout_as_terminal_reaches_the_replay(ray_session, skill_model_path, flag):
+    algo = _config(skill_model_path, every_env_steps=None).training(timeout_as_terminal=flag).build_algo()
+    try:
+        assert algo.local_replay_buffer.timeout_as_terminal is flag
+        algo.train()  # ToySkillEnv truncates every episode after T high-level steps
+        n = len(algo.local_replay_buffer)
+        term = algo.local_replay_buffer._data["terminateds"][:n]
+        assert bool(term.sum() > 0) == flag  # every 5th transition ends an episode by the time limit
+        if flag:
+            np.testing.assert_array_equal(np.flatnonzero(term) % 5, 4)
+    finally:
+        algo.stop()
+
+
+def test_pipeline_passes_timeout_as_terminal(tmp_path):
+    from spirl_ray.experiments.config import load_config
+    from spirl_ray.experiments.pipeline import build_algo_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\nenv: {name: kitchen}\nrl: {method: sac}\n")
+    for flag in (False, True):
+        cfg = load_config(path, {"rl.timeout_as_terminal": flag})
+        assert build_algo_config(cfg, None).timeout_as_terminal == flag

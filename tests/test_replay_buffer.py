@@ -1,6 +1,7 @@
 """SPiRL's transition replay: uint8 image observations stay uint8 (4x less memory), vectors are float32."""
 
 import numpy as np
+import pytest
 from ray.rllib.core.columns import Columns
 
 from spirl_ray.rl.spirl.spirl import TransitionReplayBuffer
@@ -45,3 +46,24 @@ def test_vector_observations_are_float32():
     buf.add(**_block(5, obs))
     assert buf._data[Columns.OBS].dtype == np.float32
     np.testing.assert_allclose(buf._data[Columns.OBS][:5], obs[:5].astype(np.float32))
+
+
+def _episode(t, truncated=False, terminated=False):
+    from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+    ep = SingleAgentEpisode(observations=[np.full(3, 0.0, np.float32)])
+    for i in range(t):
+        last = i == t - 1
+        ep.add_env_step(np.full(3, i + 1.0, np.float32), np.zeros(2, np.float32), 1.0,
+                        terminated=terminated and last, truncated=truncated and last)
+    return ep
+
+
+@pytest.mark.parametrize("timeout_as_terminal", [True, False])
+def test_time_limit_transition_is_terminal_only_with_timeout_as_terminal(timeout_as_terminal):
+    buf = TransitionReplayBuffer(capacity=20, seed=0, timeout_as_terminal=timeout_as_terminal)
+    buf.add_episodes([_episode(4, truncated=True), _episode(3, terminated=True), _episode(2)])
+    term = buf._data[Columns.TERMINATEDS][:9]
+    # truncated episode: only its last transition, and only with the flag; terminated: always; ongoing chunk: never
+    expected = [0, 0, 0, float(timeout_as_terminal), 0, 0, 1, 0, 0]
+    np.testing.assert_array_equal(term, expected)

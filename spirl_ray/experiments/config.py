@@ -283,6 +283,10 @@ class RLSection(_Section):
         "a skill prior (a policy copied from the prior executes the prior's skills), 1 for a flat prior; "
         "1 = the reference code's z = 2·tanh(u)",
     )
+    timeout_as_terminal: bool = Field(
+        True, description="the transition cut by the env's time limit is terminal for the critic target (the "
+        "reference sampler's 'force done for timeout'); false: bootstrap across the time limit",
+    )
     warmup_env_steps: NonNegativeInt = Field(5000, description="env steps sampled before the first update")
     warmup_high_level_steps: NonNegativeInt | None = Field(
         None, description="if set, replaces warmup_env_steps: high-level transitions (skills) sampled before the first "

@@ -294,6 +294,7 @@ def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int 
             use_skill_prior=method.use_skill_prior,
             init_policy_from_prior=method.init_policy_from_prior,
             squash_scale=rl.squash_scale,
+            timeout_as_terminal=rl.timeout_as_terminal,
             prior_sampling_schedule=tuple(rl.prior_sampling_env_steps) if method.prior_sampling else None,
             target_divergence=rl.target_divergence,
             kl_estimator=rl.kl_estimator,

@@ -75,6 +75,7 @@ class SPiRLConfig(SACConfig):
         self.critic_layers: int = 5
         self.prior_sampling_schedule: Optional[Tuple[int, int]] = None
         self.squash_scale: Optional[float] = None
+        self.timeout_as_terminal: bool = True
         # ---- deterministic evaluation every N low-level env steps (see `evaluation()`) ----
         self.evaluation_every_env_steps: Optional[int] = None
         # ---- speed (see `training()`); learning is the same either way ----
@@ -117,6 +118,7 @@ class SPiRLConfig(SACConfig):
         critic_layers: Optional[int] = NotProvided,
         prior_sampling_schedule: Optional[Tuple[int, int]] = NotProvided,
         squash_scale: Optional[float] = NotProvided,
+        timeout_as_terminal: Optional[bool] = NotProvided,
         learner_fast_path: Optional[bool] = NotProvided,
         max_updates_per_learner_call: Optional[int] = NotProvided,
         learner_torch_threads: Optional[int] = NotProvided,
@@ -210,6 +212,15 @@ class SPiRLConfig(SACConfig):
                 the sampling policy lags one ``training_step`` further behind
                 (it holds the weights from before the latest K updates).
                 False: sample, then update (strictly alternating).
+            timeout_as_terminal: store the last transition of an episode cut by
+                the env's time limit (``truncated``) as terminal, so the critic
+                target does not bootstrap across it: Q estimates the return
+                until the episode's end, as the reference implementation's
+                sampler does ("force done to be True for timeout"). Default
+                True. False: bootstrap from the last state (the
+                infinite-horizon reading of a time limit; with a state that
+                holds no time, the values of episodes' last states are then
+                anchored by no transition of their own).
             warmup_sample_chunk: before learning starts (no weights change),
                 each EnvRunner request samples up to this many high-level steps
                 per env instead of one rollout fragment (default 32; 1 = one
@@ -236,6 +247,7 @@ class SPiRLConfig(SACConfig):
             critic_layers=critic_layers,
             prior_sampling_schedule=prior_sampling_schedule,
             squash_scale=squash_scale,
+            timeout_as_terminal=timeout_as_terminal,
             learner_fast_path=learner_fast_path,
             max_updates_per_learner_call=max_updates_per_learner_call,
             learner_torch_threads=learner_torch_threads,

@@ -103,10 +103,14 @@ class TransitionReplayBuffer:
     Args:
         capacity: max transitions kept (oldest overwritten first).
         seed: RNG seed of ``sample``.
+        timeout_as_terminal: an episode's last transition counts as terminal
+            when the env truncated it (time limit), not only when it terminated
+            (see :meth:`SPiRLConfig.training <spirl_ray.rl.spirl.config.SPiRLConfig.training>`).
     """
 
-    def __init__(self, capacity: int, seed: Optional[int] = None):
+    def __init__(self, capacity: int, seed: Optional[int] = None, timeout_as_terminal: bool = False):
         self.capacity = int(capacity)
+        self.timeout_as_terminal = bool(timeout_as_terminal)
         self.rng = np.random.default_rng(seed)
         self._data: Optional[Dict[str, np.ndarray]] = None
         self._next = 0
@@ -126,7 +130,7 @@ class TransitionReplayBuffer:
                 obs = obs.astype(np.float32, copy=False)
             t = len(ep)
             term = np.zeros(t, dtype=np.float32)
-            term[-1] = float(ep.is_terminated)
+            term[-1] = float(ep.is_terminated or (self.timeout_as_terminal and ep.is_truncated))
             n += self.add(
                 obs=obs[:-1],
                 actions=np.asarray(ep.get_actions(), dtype=np.float32),
@@ -194,7 +198,8 @@ class SPiRL(SAC):
     def setup(self, config) -> None:
         super().setup(config)
         self.local_replay_buffer = TransitionReplayBuffer(
-            self.config.replay_buffer_config.get("capacity", int(1e6)), seed=self.config.seed
+            self.config.replay_buffer_config.get("capacity", int(1e6)), seed=self.config.seed,
+            timeout_as_terminal=self.config.timeout_as_terminal,
         )
         self._next_eval_env_steps: Optional[int] = None  # None: evaluate at the next iteration
         self._evaluated_at_env_steps: Optional[int] = None
