@@ -140,6 +140,42 @@ def _collect_block_stacking(cfg: ExperimentConfig, path: Path, show_progress: bo
 
 
 # ---- stage 2: skill prior -----------------------------------------------------------------
+def prior_data_settings(cfg: ExperimentConfig) -> dict[str, Any]:
+    """How the dataset is read for the prior: part of the prior's cache key (:func:`~spirl_ray.skills.train.prior_cache_key`).
+
+    ``format``, ``state_layout`` (None outside the kitchen), ``val_fraction``,
+    ``split_seed``, and ``obs_key: "images"`` for image states only (so
+    vector-state cache keys stay what they were).
+    """
+    data_settings = {
+        "format": cfg.data.format,
+        "state_layout": cfg.env.state_layout,
+        "val_fraction": cfg.data.val_fraction,
+        "split_seed": cfg.data.split_seed,
+    }
+    if cfg.env.image_states:
+        data_settings["obs_key"] = "images"
+    return data_settings
+
+
+def offline_model_config(cfg: ExperimentConfig, obs_dim: int, act_dim: int,
+                         image_shape: tuple[int, int, int] | None = None, flat: bool = False):
+    """The offline model's ``SkillModelConfig`` for a dataset of these dims (part of the prior's cache key).
+
+    ``obs_dim``: the flat state dim (images: C·H·W, with ``image_shape`` (C, H, W));
+    ``flat=True``: the single-step action model p(a|s) (``decoder='flat'``, H = 1, |Z| = ``act_dim``).
+
+    Raises:
+        pydantic.ValidationError: ``skill_model`` does not fit these dims.
+    """
+    model_cfg = cfg.skill_model_config(obs_dim, act_dim, image_shape=image_shape)
+    if flat:
+        model_cfg = model_cfg.model_copy(
+            update={"decoder": "flat", "horizon": 1, "latent_dim": act_dim, "decoder_state_conditioned": False}
+        )
+    return model_cfg
+
+
 def prior_stage(cfg: ExperimentConfig, dataset_path: Path, show_progress: bool = True, flat: bool = False):
     """Train (or fetch from the cache) the skill model + prior; returns a ``PriorTrainingResult``.
 
@@ -152,25 +188,14 @@ def prior_stage(cfg: ExperimentConfig, dataset_path: Path, show_progress: bool =
     from spirl_ray.skills.train import cached_skill_prior
 
     images = cfg.env.image_states
-    data_settings = {
-        "format": cfg.data.format,
-        "state_layout": cfg.env.state_layout,
-        "val_fraction": cfg.data.val_fraction,
-        "split_seed": cfg.data.split_seed,
-    }
-    if images:  # only then: vector-state cache keys stay what they were
-        data_settings["obs_key"] = "images"
+    data_settings = prior_data_settings(cfg)
     episodes = read_dataset(dataset_path, fmt=cfg.data.format, state_layout=cfg.env.state_layout, read_images=images)
     act_dim = episodes[0].actions.shape[1]
     if images:
         image_shape = tuple(int(d) for d in episodes[0].images.shape[1:])
-        model_cfg = cfg.skill_model_config(int(np.prod(image_shape)), act_dim, image_shape=image_shape)
+        model_cfg = offline_model_config(cfg, int(np.prod(image_shape)), act_dim, image_shape, flat)
     else:
-        model_cfg = cfg.skill_model_config(episodes[0].observations.shape[1], act_dim)
-    if flat:
-        model_cfg = model_cfg.model_copy(
-            update={"decoder": "flat", "horizon": 1, "latent_dim": act_dim, "decoder_state_conditioned": False}
-        )
+        model_cfg = offline_model_config(cfg, episodes[0].observations.shape[1], act_dim, None, flat)
     horizon = model_cfg.horizon
 
     def factory():
