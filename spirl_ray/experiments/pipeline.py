@@ -125,12 +125,13 @@ def prior_stage(cfg: ExperimentConfig, dataset_path: Path, show_progress: bool =
     and BC + SAC baselines instead (``decoder='flat'``, H = 1, Z = A; the
     skill model's prior width/depth and ``prior_training`` apply).
     """
-    from spirl_ray.data.readers import read_dataset
+    from spirl_ray.data.readers import describe_reader, read_dataset
     from spirl_ray.data.sequence_dataset import SequenceDataset
     from spirl_ray.skills.train import cached_skill_prior
 
     images = cfg.env.image_states
     data_settings = prior_data_settings(cfg)
+    say(f"data: {dataset_path}: {describe_reader(dataset_path, cfg.data.format)}")
     episodes = read_dataset(dataset_path, fmt=cfg.data.format, read_images=images, **cfg.env.reader_kwargs())
     act_dim = episodes[0].actions.shape[1]
     if images:
