@@ -98,3 +98,18 @@ def test_a_good_config_reaches_ray(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         main(["--config", str(cfg), "--no-dashboard"])
     assert started
+
+
+def test_dataset_of_another_shape(tmp_path, capsys, no_ray):
+    """data.path vs the env's spaces after obs_keys: [pos, goal] is 4-d; a 3-d state file is refused."""
+    import numpy as np
+
+    from conftest import write_d4rl
+
+    data = tmp_path / "d.hdf5"
+    write_d4rl(data, [(np.zeros((10, 3), np.float32), np.zeros((10, 2), np.float32))])
+    text = GYM.replace("{{collect: {{policy: 'toy_gym_envs:toward_goal', episodes: 4}}}}", f"{{{{path: {data}}}}}")
+    msg = _refused(tmp_path, capsys, "toy_gym_envs:DictReachEnv", ", max_episode_steps: 10, obs_keys: [pos, goal]",
+                   text=text)
+    assert f"data.path {data} does not fit env 'gymnasium'" in msg
+    assert "key 'observations' has dim 3 (after the state layout), the env's observations are 4-d" in msg
