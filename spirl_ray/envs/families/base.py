@@ -69,6 +69,8 @@ class EnvFamily(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    name: str  #: ``env.name``; each family narrows it to ``Literal["<family>"]`` (the union's tag)
+
     #: ``"module:function"`` of the env factory, called with :meth:`env_kwargs`.
     factory: ClassVar[str]
     #: ``"module:function"`` of the data collector, or None: ``data.path`` is then required.
@@ -89,7 +91,7 @@ class EnvFamily(BaseModel):
     @property
     def label(self) -> str:
         """Short name for trial names and collected files (default: ``env.name``)."""
-        return str(self.name)  # type: ignore[attr-defined]
+        return str(self.name)
 
     # ---- the data ------------------------------------------------------------------------
     def reader_kwargs(self) -> dict[str, Any]:
@@ -107,7 +109,7 @@ class EnvFamily(BaseModel):
 
     def collection_banner(self, collect: Any) -> str:
         """What :meth:`collect` is about to do, e.g. ``"collecting 600 scripted kitchen episodes"``."""
-        return f"collecting {collect.episodes} {self.name} episodes"  # type: ignore[attr-defined]
+        return f"collecting {collect.episodes} {self.name} episodes"
 
     def collect(self, collect: Any, path: Path, show_progress: bool = True) -> str:
         """Collect a dataset into ``path`` with :attr:`collector`; returns a one-line summary.
@@ -118,7 +120,7 @@ class EnvFamily(BaseModel):
         Raises:
             ValueError: the family has no collector (``data.path`` is required).
         """
-        raise ValueError(f"env.name {self.name!r} has no data collector: set data.path")  # type: ignore[attr-defined]
+        raise ValueError(f"env.name {self.name!r} has no data collector: set data.path")
 
     def missing_images_hint(self) -> str:
         """Appended to a dataset error about a missing ``images`` key (what setting chose images)."""
@@ -133,7 +135,7 @@ class EnvFamily(BaseModel):
             ValueError: a setting that cannot work with this env (the message names it).
         """
         if data.collect.policy is not None and self.collector is not None:
-            raise ValueError(f"data.collect.policy: env.name {self.name!r} collects with its own scripted "  # type: ignore[attr-defined]
+            raise ValueError(f"data.collect.policy: env.name {self.name!r} collects with its own scripted "
                              "expert; a policy applies to env.name 'gymnasium'")
 
     def preflight(self, data: Any = None, offline_model: str | None = None) -> None:
