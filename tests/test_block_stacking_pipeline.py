@@ -17,7 +17,8 @@ def test_block_stacking_env_section_defaults_variants_and_errors(tmp_path):
     cfg = ExperimentConfig(name="b", env={"name": "block_stacking"})
     env = cfg.env
     assert (env.state, env.task, env.reward, env.max_episode_steps) == ("image", "downstream", "dense", 1000)
-    assert env.image_states and env.state_layout is None and env.size is None
+    assert env.image_states and not hasattr(env, "state_layout") and not hasattr(env, "size")
+    assert env.reader_kwargs() == {"state_layout": None}
     assert env.env_kwargs() == {"num_blocks": 11, "initial_layout": "row", "max_episode_steps": 1000,
                                 "obs_mode": "image", "reward_type": "dense"}
     assert cfg.dataset_path.name == "scripted_block_stacking_600ep_seed0_image.hdf5"
@@ -30,8 +31,9 @@ def test_block_stacking_env_section_defaults_variants_and_errors(tmp_path):
     assert (kw["num_blocks"], kw["initial_layout"], kw["obs_mode"], kw["reward_type"]) == (5, "random", "state", "sparse")
     assert five.dataset_path.name == "scripted_block_stacking_600ep_seed0_state_random0.5.hdf5"
     for env_yaml, match in (
-        ("{name: block_stacking, size: 8}", "size.*do not apply to env.name 'block_stacking'"),
-        ("{name: kitchen, task: downstream}", "task.*do not apply to env.name 'kitchen'"),
+        ("{name: block_stacking, size: 8}", "env.size: does not apply to env.name 'block_stacking' \\(a field of "
+         "env.name 'maze'\\); valid keys here: max_episode_steps, name, reward, state, task"),
+        ("{name: kitchen, task: downstream}", "env.task: does not apply to env.name 'kitchen'"),
         ("{name: block_stacking, state: state}", "49-d"),  # 5-block state prior vs 11-block env
     ):
         p = tmp_path / "c.yaml"

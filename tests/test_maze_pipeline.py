@@ -87,7 +87,8 @@ def test_maze_env_section_defaults_and_errors(tmp_path):
     cfg = ExperimentConfig(name="m", env={"name": "maze"})
     env = cfg.env
     assert (env.state, env.size, env.max_episode_steps, env.goal_distance) == ("image", 20, 2000, 40)
-    assert env.image_states and env.state_layout is None and env.scoring is None
+    assert env.image_states and not hasattr(env, "state_layout") and not hasattr(env, "scoring")
+    assert env.reader_kwargs() == {"state_layout": None}
     assert cfg.dataset_path.name == "scripted_maze_600ep_seed0_image.hdf5"
     dumped = cfg.model_dump(mode="json")["env"]
     assert "scoring" not in dumped and ExperimentConfig(**cfg.model_dump(mode="json")).env == env
@@ -95,8 +96,9 @@ def test_maze_env_section_defaults_and_errors(tmp_path):
     kitchen = ExperimentConfig(name="k").model_dump(mode="json")["env"]
     assert set(kitchen) == {"name", "tasks_to_complete", "state_layout", "scoring", "max_episode_steps"}
     for env_yaml, match in (
-        ("{name: maze, scoring: ordered}", "scoring.*do not apply to env.name 'maze'"),
-        ("{name: kitchen, goal_cell: [1, 1]}", "goal_cell.*do not apply to env.name 'kitchen'"),
+        ("{name: maze, scoring: ordered}", "env.scoring: does not apply to env.name 'maze' \\(a field of env.name "
+         "'kitchen'\\)"),
+        ("{name: kitchen, goal_cell: [1, 1]}", "env.goal_cell: does not apply to env.name 'kitchen'"),
         ("{name: maze, goal_cell: [0, 0]}", r"goal_cell=\[0, 0\] is not a free cell"),
     ):
         p = tmp_path / "c.yaml"

@@ -135,6 +135,9 @@ def test_title_and_axis_words(tmp_path):
     assert default_title(tune) == "kq — kitchen, ordered"
     (tmp_path / "runs" / "kq" / "config.resolved.yaml").write_text("name: mz\nenv:\n  name: maze\n")
     assert default_title(tune) == "mz — maze"
+    (tmp_path / "runs" / "kq" / "config.resolved.yaml").write_text(
+        "name: fr\nenv:\n  name: gymnasium\n  id: gymnasium_robotics:FetchReach-v4\n")
+    assert default_title(tune) == "fr — gymnasium_robotics:FetchReach-v4"
     assert y_label(M, "eval", "ordered") == "subtasks completed per episode (ordered) (deterministic evaluation)"
     assert y_label("env_runners/success_mean", "train") == "success rate (training episodes)"
     assert y_label("env_runners/stacked_blocks_mean", "eval") == "stacked blocks at episode end (deterministic evaluation)"

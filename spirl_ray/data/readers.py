@@ -20,6 +20,14 @@ C = 2 stacked frames ``[previous, current]``, 32 x 32 px, 255 = wall). It is
 split at the same episode bounds into :attr:`EpisodeData.images` and kept
 uint8 (4x smaller than float32; encoders divide by 255).
 
+Minari datasets are read with the ``minari`` library (the optional extra
+``pip install -e ".[minari]"``) when it is installed and the dataset has the
+``data/metadata.json`` the library writes; otherwise, and for hand-made files
+without it, ``main_data.hdf5`` is read with h5py. :func:`minari_reader` says
+which one a path gets, and why. Dict observations are flattened by
+concatenating ``dict_keys`` (default ``("observation",)``, FrankaKitchen-v1's
+state; None = every key, sorted, as the ``gymnasium`` env family does).
+
 Every problem with the data raises a single :class:`DatasetError` whose message names
 the file, the key, and what was expected versus found; h5py/numpy errors never escape
 for the validated cases. Arrays are read whole and split with numpy (no per-step
@@ -32,10 +40,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import h5py
 import numpy as np
+
+from spirl_ray.envs.gymnasium_adapter import flatten_dict_batch
 
 __all__ = [
     "DatasetError",
@@ -43,15 +53,19 @@ __all__ = [
     "EpisodeData",
     "STATE_LAYOUTS",
     "map_state_layout",
+    "minari_reader",
     "read_d4rl_hdf5",
     "read_minari",
     "read_dataset",
     "read_dataset_spec",
+    "describe_reader",
     "resolve_minari_file",
 ]
 
 STATE_LAYOUTS = ("d4rl30", "full59")
 _EPISODE_RE = re.compile(r"^episode_(\d+)$")
+#: dict observations: the entries read by default (FrankaKitchen-v1's ``observation`` state)
+DEFAULT_DICT_KEYS: tuple[str, ...] = ("observation",)
 
 
 class DatasetError(ValueError):
@@ -198,7 +212,8 @@ def _check_dims(obs: np.ndarray, act: np.ndarray, path: Path, obs_key: str, act_
 
 
 def read_d4rl_hdf5(path, obs_dim: int | None = None, act_dim: int | None = None,
-                   state_layout: str | None = None, read_images: bool | None = None) -> list[EpisodeData]:
+                   state_layout: str | None = None, read_images: bool | None = None,
+                   dict_keys: Sequence[str] | None = DEFAULT_DICT_KEYS) -> list[EpisodeData]:
     """Read a flat D4RL hdf5 file and split it into episodes.
 
     An episode ends after every index where ``terminals | timeouts`` is true; a
@@ -212,6 +227,8 @@ def read_d4rl_hdf5(path, obs_dim: int | None = None, act_dim: int | None = None,
             observations into ``EpisodeData.images``: ``True`` = required,
             ``False`` = not read (``images`` stays None; saves memory when
             only states are used), ``None`` = read when present.
+        dict_keys: ignored (D4RL observations are flat already); accepted so
+            :func:`read_dataset` takes the same arguments for both formats.
 
     Raises:
         DatasetError: missing/unreadable keys, length or dim mismatches,
@@ -299,36 +316,77 @@ def resolve_minari_file(path) -> Path:
     )
 
 
-def _minari_obs(ep: h5py.Group, path: Path, name: str) -> tuple[np.ndarray, str]:
+def _dict_keys_label(name: str, keys: Sequence[str]) -> str:
+    return f"{name}/observations/{keys[0]}" if len(keys) == 1 else f"{name}/observations/{{{','.join(keys)}}}"
+
+
+def _minari_obs(ep: h5py.Group, path: Path, name: str,
+                dict_keys: Sequence[str] | None = DEFAULT_DICT_KEYS) -> tuple[np.ndarray, str]:
     if "observations" not in ep:
         _read_array(ep, "observations", path, prefix=f"{name}/")  # raises
     node = ep["observations"]
     if isinstance(node, h5py.Dataset):
         return _read_array(ep, "observations", path, prefix=f"{name}/"), f"{name}/observations"
-    # dict observation space: FrankaKitchen-v1 stores observation/achieved_goal/desired_goal
-    if "observation" in node:
-        return (_read_array(node, "observation", path, prefix=f"{name}/observations/"),
-                f"{name}/observations/observation")
-    raise DatasetError(
-        f"{path}: key '{name}/observations' is a dict-space group with keys {sorted(node.keys())}; "
-        "expected a dataset or a subgroup 'observation'"
-    )
+    # dict observation space: e.g. FrankaKitchen-v1 stores observation/achieved_goal/desired_goal
+    keys = list(dict_keys) if dict_keys else sorted(node.keys())
+    missing = [k for k in keys if k not in node or not isinstance(node[k], h5py.Dataset)]
+    if missing:
+        raise DatasetError(
+            f"{path}: key '{name}/observations' is a dict-space group with keys {sorted(node.keys())}; "
+            f"expected a dataset or dataset entries {missing}"
+        )
+    arrays = {k: _read_array(node, k, path, prefix=f"{name}/observations/") for k in keys}
+    return flatten_dict_batch(arrays, keys), _dict_keys_label(name, keys)
 
 
-def read_minari(path, obs_dim: int | None = None, act_dim: int | None = None,
-                state_layout: str | None = None, read_images: bool | None = None) -> list[EpisodeData]:
-    """Read a Minari dataset (directory or ``main_data.hdf5``); episodes sorted by index.
+def minari_reader(path) -> tuple[str, str]:
+    """Which reader a Minari dataset gets: ``("minari", "the minari library 0.5.4")`` or ``("h5py", why)``.
 
-    Minari stores T+1 observations per episode (the final one after the last action);
-    it is dropped so observations and actions align (T each). Image states are not
-    read from Minari datasets (``read_images=True`` raises DatasetError).
+    The library reads a dataset whose ``data/`` folder holds its ``metadata.json``; h5py
+    is used when ``minari`` is not installed or the folder has none (a hand-made file).
+
+    Raises:
+        DatasetError: ``path`` is not a Minari dataset directory or file (:func:`resolve_minari_file`).
     """
     file = resolve_minari_file(path)
-    if read_images:
-        raise DatasetError(f"{file}: image states are read from D4RL-layout files only (key 'images'), not Minari")
-    if state_layout is not None and state_layout not in STATE_LAYOUTS:
-        raise DatasetError(f"{file}: unknown state_layout {state_layout!r}; expected one of {STATE_LAYOUTS} or None")
-    episodes: list[EpisodeData] = []
+    if not (file.parent / "metadata.json").is_file():
+        return "h5py", f"h5py ({file.parent} has no metadata.json: not written by the minari library)"
+    try:
+        import minari
+    except ImportError:
+        return "h5py", 'h5py (minari is not installed: pip install -e ".[minari]")'
+    return "minari", f"the minari library {minari.__version__}"
+
+
+def _read_minari_library(file: Path, dict_keys: Sequence[str] | None) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """(observations (T+1, D), actions (T, A), observation key) per episode, through ``minari.MinariDataset``."""
+    import minari
+
+    try:
+        dataset = minari.MinariDataset(file.parent)
+        out = []
+        for ep in dataset.iterate_episodes():
+            name = f"episode_{ep.id}"
+            obs = ep.observations
+            if isinstance(obs, dict):
+                keys = list(dict_keys) if dict_keys else sorted(obs)
+                try:
+                    flat = flatten_dict_batch(obs, keys)
+                except KeyError as e:
+                    raise DatasetError(f"{file}: key '{name}/observations': {e.args[0]}") from None
+                out.append((flat, np.asarray(ep.actions), _dict_keys_label(name, keys)))
+            else:
+                out.append((np.asarray(obs), np.asarray(ep.actions), f"{name}/observations"))
+        return out
+    except DatasetError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the library's errors name no file
+        raise DatasetError(f"{file}: the minari library could not read it ({type(e).__name__}: {e})") from None
+
+
+def _read_minari_h5py(file: Path, dict_keys: Sequence[str] | None) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """(observations (T+1, D), actions (T, A), observation key) per episode, read with h5py, sorted by index."""
+    out = []
     with _open_hdf5(file) as f:
         names = sorted(
             ((int(m.group(1)), k) for k in f.keys() if (m := _EPISODE_RE.match(k))),
@@ -342,23 +400,53 @@ def read_minari(path, obs_dim: int | None = None, act_dim: int | None = None,
             ep = f[name]
             if not isinstance(ep, h5py.Group):
                 raise DatasetError(f"{file}: key '{name}' is a dataset, expected an episode group")
-            obs, obs_key = _minari_obs(ep, file, name)
-            act_key = f"{name}/actions"
-            act = _read_array(ep, "actions", file, prefix=f"{name}/")
-            obs = _as_2d_float(obs, file, obs_key)
-            act = _as_2d_float(act, file, act_key)
-            t = act.shape[0]
-            if obs.shape[0] != t + 1:
-                raise DatasetError(
-                    f"{file}: length mismatch: key '{obs_key}' has {obs.shape[0]} rows, "
-                    f"key '{act_key}' has {t}; expected observations = actions + 1"
-                )
-            obs = obs[:t]
-            _check_finite(act, file, act_key)
-            obs = map_state_layout(obs, state_layout, file, obs_key)
-            _check_finite(obs, file, obs_key)
-            _check_dims(obs, act, file, obs_key, act_key, obs_dim, act_dim, state_layout)
-            episodes.append(EpisodeData(np.ascontiguousarray(obs), act))
+            obs, obs_key = _minari_obs(ep, file, name, dict_keys)
+            out.append((obs, _read_array(ep, "actions", file, prefix=f"{name}/"), obs_key))
+    return out
+
+
+def read_minari(path, obs_dim: int | None = None, act_dim: int | None = None,
+                state_layout: str | None = None, read_images: bool | None = None,
+                dict_keys: Sequence[str] | None = DEFAULT_DICT_KEYS) -> list[EpisodeData]:
+    """Read a Minari dataset (directory or ``main_data.hdf5``); episodes sorted by index.
+
+    Read through the ``minari`` library when :func:`minari_reader` says so,
+    else with h5py (the same arrays). Minari stores T+1 observations per
+    episode (the final one after the last action); it is dropped so
+    observations and actions align (T each). Dict observations: the
+    ``dict_keys`` entries concatenated (None: all, sorted). Image states are
+    not read from Minari datasets (``read_images=True`` raises DatasetError).
+
+    Raises:
+        DatasetError: as :func:`read_d4rl_hdf5`, naming the file and key.
+    """
+    file = resolve_minari_file(path)
+    if read_images:
+        raise DatasetError(f"{file}: image states are read from D4RL-layout files only (key 'images'), not Minari")
+    if state_layout is not None and state_layout not in STATE_LAYOUTS:
+        raise DatasetError(f"{file}: unknown state_layout {state_layout!r}; expected one of {STATE_LAYOUTS} or None")
+    if minari_reader(file)[0] == "minari":
+        raw = _read_minari_library(file, dict_keys)
+    else:
+        raw = _read_minari_h5py(file, dict_keys)
+    episodes: list[EpisodeData] = []
+    for obs, act, obs_key in raw:
+        name = obs_key.split("/")[0]
+        act_key = f"{name}/actions"
+        obs = _as_2d_float(obs, file, obs_key)
+        act = _as_2d_float(act, file, act_key)
+        t = act.shape[0]
+        if obs.shape[0] != t + 1:
+            raise DatasetError(
+                f"{file}: length mismatch: key '{obs_key}' has {obs.shape[0]} rows, "
+                f"key '{act_key}' has {t}; expected observations = actions + 1"
+            )
+        obs = obs[:t]
+        _check_finite(act, file, act_key)
+        obs = map_state_layout(obs, state_layout, file, obs_key)
+        _check_finite(obs, file, obs_key)
+        _check_dims(obs, act, file, obs_key, act_key, obs_dim, act_dim, state_layout)
+        episodes.append(EpisodeData(np.ascontiguousarray(obs), act))
     if sum(len(e) for e in episodes) == 0:
         raise DatasetError(f"{file}: all {len(episodes)} episodes have zero steps in 'actions'; expected data")
     return episodes
@@ -383,6 +471,7 @@ class DatasetSpec:
     act_dim: int
     image_shape: tuple[int, ...] | None = None  #: (C, H, W) of key ``images``; None when absent or not read
     image_dtype: str | None = None  #: numpy dtype name of ``images`` (the readers require ``uint8``)
+    reader: str = "h5py"  #: what reads it: ``"h5py"`` or ``"the minari library <version>"`` (Minari datasets)
 
 
 def _dataset_node(group: h5py.Group, key: str, path: Path, prefix: str = "") -> h5py.Dataset:
@@ -423,10 +512,44 @@ def _d4rl_spec(path: Path, state_layout: str | None, read_images: bool | None) -
                            "observations"), "actions", int(act.shape[1]), image_shape, image_dtype)
 
 
-def _minari_spec(path, state_layout: str | None, read_images: bool | None) -> DatasetSpec:
+def _minari_library_spec(file: Path, state_layout: str | None, dict_keys: Sequence[str] | None,
+                         reader: str) -> DatasetSpec:
+    """Dims from the dataset's metadata (its spaces), through the minari library: no arrays read."""
+    import gymnasium as gym
+    from minari.dataset.minari_storage import MinariStorage
+
+    try:
+        storage = MinariStorage.read(file.parent)
+        obs_space, act_space, steps = storage.observation_space, storage.action_space, int(storage.total_steps)
+    except Exception as e:  # noqa: BLE001 - the library's errors name no file
+        raise DatasetError(f"{file}: the minari library could not read its metadata ({type(e).__name__}: {e})") from None
+    obs_key = "observations"
+    if isinstance(obs_space, gym.spaces.Dict):
+        keys = list(dict_keys) if dict_keys else sorted(obs_space.spaces)
+        missing = [k for k in keys if k not in obs_space.spaces]
+        if missing:
+            raise DatasetError(f"{file}: key 'observations' is a dict space with keys {sorted(obs_space.spaces)}; "
+                               f"expected entries {missing}")
+        dim = sum(gym.spaces.flatdim(obs_space.spaces[k]) for k in keys)
+        obs_key = _dict_keys_label("episode_0", keys).partition("/")[2]
+    else:
+        dim = gym.spaces.flatdim(obs_space)
+    if not isinstance(act_space, gym.spaces.Box) or len(act_space.shape) != 1:
+        raise DatasetError(f"{file}: key 'actions' holds {act_space}, expected a 1-d Box of continuous actions")
+    if steps == 0:
+        raise DatasetError(f"{file}: the dataset has zero steps; expected data")
+    return DatasetSpec(file, "minari", steps, obs_key, _layout_dim(dim, state_layout, file, obs_key), "actions",
+                       int(act_space.shape[0]), reader=reader)
+
+
+def _minari_spec(path, state_layout: str | None, read_images: bool | None,
+                 dict_keys: Sequence[str] | None = DEFAULT_DICT_KEYS) -> DatasetSpec:
     file = resolve_minari_file(path)
     if read_images:
         raise DatasetError(f"{file}: image states are read from D4RL-layout files only (key 'images'), not Minari")
+    kind, reader = minari_reader(file)
+    if kind == "minari":
+        return _minari_library_spec(file, state_layout, dict_keys, reader)
     with _open_hdf5(file) as f:
         names = sorted((int(m.group(1)), k) for k in f.keys() if (m := _EPISODE_RE.match(k)))
         if not names:
@@ -440,21 +563,27 @@ def _minari_spec(path, state_layout: str | None, read_images: bool | None) -> Da
                 raise DatasetError(f"{file}: key '{name}' is a dataset, expected an episode group")
             obs_key = f"{name}/observations"
             if "observations" not in ep or isinstance(ep["observations"], h5py.Dataset):
-                node = _dataset_node(ep, "observations", file, f"{name}/")
-            else:  # dict observation space (FrankaKitchen-v1): observations/observation
+                nodes = [_dataset_node(ep, "observations", file, f"{name}/")]
+            else:  # dict observation space (FrankaKitchen-v1: observations/observation)
                 group = ep["observations"]
-                if "observation" not in group:
+                keys = list(dict_keys) if dict_keys else sorted(group.keys())
+                missing = [k for k in keys if k not in group or not isinstance(group[k], h5py.Dataset)]
+                if missing:
                     raise DatasetError(f"{file}: key '{obs_key}' is a dict-space group with keys "
-                                       f"{sorted(group.keys())}; expected a dataset or a subgroup 'observation'")
-                node, obs_key = _dataset_node(group, "observation", file, f"{obs_key}/"), f"{obs_key}/observation"
+                                       f"{sorted(group.keys())}; expected a dataset or dataset entries {missing}")
+                nodes = [group[k] for k in keys]
+                obs_key = _dict_keys_label(name, keys)
             act_key = f"{name}/actions"
             act = _dataset_node(ep, "actions", file, f"{name}/")
-            _check_2d_numeric(node.dtype, node.shape, file, obs_key)
+            for node in nodes:
+                _check_2d_numeric(node.dtype, node.shape[:1] + (int(np.prod(node.shape[1:])),), file, obs_key)
             _check_2d_numeric(act.dtype, act.shape, file, act_key)
-            if node.shape[0] != act.shape[0] + 1:
-                raise DatasetError(f"{file}: length mismatch: key '{obs_key}' has {node.shape[0]} rows, key "
-                                   f"'{act_key}' has {act.shape[0]}; expected observations = actions + 1")
-            dims = (_layout_dim(node.shape[1], state_layout, file, obs_key), int(act.shape[1]))
+            rows = nodes[0].shape[0]
+            if any(n.shape[0] != rows for n in nodes) or rows != act.shape[0] + 1:
+                raise DatasetError(f"{file}: length mismatch: key '{obs_key}' has {[n.shape[0] for n in nodes]} rows, "
+                                   f"key '{act_key}' has {act.shape[0]}; expected observations = actions + 1")
+            dim = sum(int(np.prod(n.shape[1:])) for n in nodes)
+            dims = (_layout_dim(dim, state_layout, file, obs_key), int(act.shape[1]))
             if first is None:
                 first = (obs_key, act_key, dims)
             elif dims != first[2]:
@@ -463,11 +592,13 @@ def _minari_spec(path, state_layout: str | None, read_images: bool | None) -> Da
             steps += int(act.shape[0])
         if steps == 0:
             raise DatasetError(f"{file}: all {len(names)} episodes have zero steps in 'actions'; expected data")
-        return DatasetSpec(file, "minari", steps, first[0], first[2][0], first[1], first[2][1])
+        return DatasetSpec(file, "minari", steps, first[0], first[2][0], first[1], first[2][1],
+                           reader=minari_reader(file)[1])
 
 
 def read_dataset_spec(path, fmt: str = "auto", state_layout: str | None = None,
-                      read_images: bool | None = None) -> DatasetSpec:
+                      read_images: bool | None = None,
+                      dict_keys: Sequence[str] | None = DEFAULT_DICT_KEYS) -> DatasetSpec:
     """Shapes and dtypes of a dataset from its hdf5 headers, without reading the arrays (milliseconds).
 
     Checks what :func:`read_dataset` checks from the headers (keys present,
@@ -479,6 +610,7 @@ def read_dataset_spec(path, fmt: str = "auto", state_layout: str | None = None,
         path, fmt: as :func:`read_dataset`.
         state_layout: ``obs_dim`` is reported after this layout (module docstring).
         read_images: ``True`` = ``images`` required, ``None`` = reported when present, ``False`` = ignored.
+        dict_keys: Minari dict observations: the entries whose dims add up (None: all).
     Raises:
         DatasetError: as :func:`read_dataset`, naming the file and key.
     """
@@ -490,7 +622,7 @@ def read_dataset_spec(path, fmt: str = "auto", state_layout: str | None = None,
     if fmt == "d4rl":
         return _d4rl_spec(path, state_layout, read_images)
     if fmt == "minari":
-        return _minari_spec(path, state_layout, read_images)
+        return _minari_spec(path, state_layout, read_images, dict_keys)
     raise DatasetError(f"{path}: unknown dataset format {fmt!r}; expected 'auto', 'd4rl' or 'minari'")
 
 
@@ -508,11 +640,25 @@ def _detect_format(path: Path) -> str:
     return "d4rl"
 
 
+def describe_reader(path, fmt: str = "auto") -> str:
+    """``"D4RL hdf5 file, read with h5py"`` or ``"Minari dataset, read with <reader and why>"`` (:func:`minari_reader`).
+
+    Raises:
+        DatasetError: the path does not exist or is not a dataset.
+    """
+    path = Path(os.fspath(path))
+    if fmt == "auto":
+        fmt = _detect_format(path)
+    if fmt == "minari":
+        return f"Minari dataset, read with {minari_reader(path)[1]}"
+    return "D4RL hdf5 file, read with h5py"
+
+
 def read_dataset(path, fmt: str = "auto", **kw) -> list[EpisodeData]:
     """Read ``path`` as ``fmt`` in {"auto", "d4rl", "minari"}.
 
     auto: a directory, or an hdf5 file with ``episode_*`` groups, is Minari; a flat
-    hdf5 file is D4RL. ``kw``: obs_dim, act_dim, state_layout, read_images.
+    hdf5 file is D4RL. ``kw``: obs_dim, act_dim, state_layout, read_images, dict_keys.
     """
     path = Path(os.fspath(path))
     if fmt == "auto":

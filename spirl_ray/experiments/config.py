@@ -17,11 +17,10 @@ resolved config is written into every run directory (``config.resolved.yaml``).
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -32,12 +31,12 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
 )
 
+from spirl_ray.envs.families import DEFAULT_FAMILY, FAMILIES
 from spirl_ray.experiments.methods import get_method
 from spirl_ray.skills.models import SkillModelConfig
 from spirl_ray.skills.train import PriorTrainingConfig
@@ -51,208 +50,42 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-#: EnvSection fields of each env family (the others must stay unset); defaults applied when unset.
-_KITCHEN_DEFAULTS: dict[str, Any] = {
-    "tasks_to_complete": ["microwave", "kettle", "bottom burner", "light switch"],
-    "state_layout": "d4rl30",
-    "scoring": "ordered",
-    "max_episode_steps": 280,
-}
-_MAZE_DEFAULTS: dict[str, Any] = {
-    "state": "image",
-    "size": 20,
-    "layout_seed": 0,
-    "start_cell": None,
-    "goal_cell": None,
-    "goal_distance": 40,
-    "max_episode_steps": 2000,
-}
-_BLOCK_STACKING_DEFAULTS: dict[str, Any] = {
-    "state": "image",
-    "task": "downstream",
-    "reward": "dense",
-    "max_episode_steps": 1000,
-}
-#: env family -> its fields with their defaults
-_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "kitchen": _KITCHEN_DEFAULTS,
-    "maze": _MAZE_DEFAULTS,
-    "block_stacking": _BLOCK_STACKING_DEFAULTS,
-}
+def _env_family_union():
+    """``env:`` is one of the registered families' models, chosen by ``name`` (a pydantic discriminated union)."""
+    classes = tuple(FAMILIES.values())
+    return Annotated[Union[classes], Field(discriminator="name")]  # noqa: UP007 - a runtime-built union
 
 
-def check_kitchen_tasks(tasks: list[str]) -> list[str]:
-    """Kitchen ``env.tasks_to_complete``: names of FrankaKitchen-v1's subtasks, at least one, none twice.
-
-    The valid names are :data:`spirl_ray.envs.kitchen.KITCHEN_SUBTASKS` (the
-    seven subtasks gymnasium-robotics scores). Checked when the config loads,
-    so a typo fails before data collection, not in the RL EnvRunner.
-
-    Raises:
-        ValueError: an unknown name (with the closest valid names, difflib), a
-            repeated name, or an empty list; the message lists the valid names.
-    """
-    from spirl_ray.envs.kitchen import KITCHEN_SUBTASKS
-
-    valid = list(KITCHEN_SUBTASKS)
-    if not tasks:
-        raise ValueError(f"needs at least one subtask; valid names: {valid}")
-    problems = []
-    for name in tasks:
-        if name not in KITCHEN_SUBTASKS:
-            close = difflib.get_close_matches(str(name), valid, n=2, cutoff=0.6)
-            hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-            problems.append(f"unknown subtask {name!r}{hint}")
-    repeated = sorted({t for t in tasks if tasks.count(t) > 1})
-    if repeated:
-        problems.append(f"repeated subtask(s) {repeated}")
-    if problems:
-        raise ValueError("; ".join(problems) + f"; valid names: {valid}")
-    return tasks
-
-
-class EnvSection(_Section):
-    """Low-level environment: ``kitchen`` (FrankaKitchen-v1), ``maze`` (PointMaze) or ``block_stacking`` (appendix C).
-
-    Each family has its own fields; setting a field of another family is an
-    error. Unset fields take the family's defaults (kitchen: the paper's
-    target, D4RL's 30-d layout, ordered scoring, 280 steps; maze: the 20x20
-    downstream maze of layout seed 0, image states, a goal 40 BFS cells from
-    the start, 2000 steps; block stacking: the 11-block downstream task,
-    image states, dense reward, 1000 steps), so a resolved config lists the
-    values used.
-    """
-
-    name: Literal["kitchen", "maze", "block_stacking"] = "kitchen"
-    # ---- kitchen ----
-    tasks_to_complete: list[str] | None = Field(
-        None, description="kitchen: target subtasks, in order (the paper's kitchen target by default)",
-    )
-    state_layout: Literal["d4rl30", "full59"] | None = Field(
-        None, description="kitchen: D4RL's 30-d qpos layout (default) or the full 59-d obs"
-    )
-    scoring: Literal["ordered", "any_order"] | None = Field(None, description="kitchen: 'ordered' = reference SPiRL scoring")
-    # ---- maze ----
-    state: Literal["image", "state"] | None = Field(
-        None, description="maze / block_stacking: 'image' = 2 stacked 32x32 views, uint8 (C, H, W) (paper); "
-        "'state' = maze (x, y, vx, vy), block_stacking the 5 + 4 x blocks vector",
-    )
-    size: PositiveInt | None = Field(None, description="maze: interior cells per side of the downstream maze (paper: 20)")
-    layout_seed: int | None = Field(None, description="maze: seed of the downstream layout (and default start/goal)")
-    start_cell: tuple[int, int] | None = Field(None, description="maze: (row, col) start cell; None = far-apart pair")
-    goal_cell: tuple[int, int] | None = Field(None, description="maze: (row, col) goal cell; None = far-apart pair")
-    goal_distance: PositiveInt | None = Field(
-        None, description="maze: longest BFS distance (cells) of the default start/goal pair"
-    )
-    # ---- block stacking ----
-    task: Literal["downstream", "data_collection"] | None = Field(
-        None, description="block_stacking RL env: 'downstream' = 11 blocks in a row (paper's target task); "
-        "'data_collection' = the 5-block env of the data (random stacks)",
-    )
-    reward: Literal["dense", "sparse"] | None = Field(
-        None, description="block_stacking: 'dense' = lift + on-top + tower terms (appendix C); 'sparse' = tower only"
-    )
-    # ---- all ----
-    max_episode_steps: PositiveInt | None = Field(
-        None, description="episode length in env steps (kitchen 280, maze 2000, block_stacking 1000)"
-    )
-
-    @field_validator("tasks_to_complete")
-    @classmethod
-    def _known_tasks(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        if v is not None and info.data.get("name") == "kitchen":
-            return check_kitchen_tasks(v)
-        return v  # another family's field: refused by _resolve_family
-
-    @model_validator(mode="after")
-    def _resolve_family(self) -> "EnvSection":
-        mine = _FAMILY_DEFAULTS[self.name]
-        others = {k for fam, d in _FAMILY_DEFAULTS.items() if fam != self.name for k in d}
-        wrong = sorted(k for k in others if k not in mine and getattr(self, k) is not None)
-        if wrong:
-            raise ValueError(f"{wrong} do not apply to env.name {self.name!r} (its fields: {sorted(mine)})")
-        for k, v in mine.items():
-            if getattr(self, k) is None and v is not None:
-                object.__setattr__(self, k, json.loads(json.dumps(v)))
-        if self.name == "maze":
-            self._check_maze_cells()
-        return self
-
-    def _check_maze_cells(self) -> None:
-        """Start/goal cells must be free cells of the downstream layout (checked before anything runs)."""
-        from spirl_ray.envs.maze_layout import generate_layout
-
-        layout = generate_layout(self.size, self.layout_seed)  # ValueError naming the size when it cannot fit
-        for key in ("start_cell", "goal_cell"):
-            cell = getattr(self, key)
-            if cell is not None and not layout.is_free(cell):
-                raise ValueError(
-                    f"{key}={list(cell)} is not a free cell of the {self.size}x{self.size} maze of layout_seed "
-                    f"{self.layout_seed} (grid {layout.shape[0]}x{layout.shape[1]} with its border; row 0 = north)"
-                )
-        if self.start_cell is not None and self.start_cell == self.goal_cell:
-            raise ValueError(f"start_cell and goal_cell must differ, both are {list(self.start_cell)}")
-
-    @model_serializer(mode="wrap")
-    def _serialise(self, handler):
-        """Dump only this family's fields (a kitchen config dumps exactly as before the maze existed)."""
-        data = handler(self)
-        mine = _FAMILY_DEFAULTS[self.name]
-        for fam, d in _FAMILY_DEFAULTS.items():
-            for k in d:
-                if fam != self.name and k not in mine:
-                    data.pop(k, None)
-        return data
-
-    @property
-    def image_states(self) -> bool:
-        """True when the env observes images (maze / block stacking with ``state: image``)."""
-        return self.name in ("maze", "block_stacking") and self.state == "image"
-
-    def env_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of the env family's factory (:data:`spirl_ray.rl.envs.ENV_FACTORIES`)."""
-        if self.name == "maze":
-            kw: dict[str, Any] = {
-                "size": self.size,
-                "layout_seed": self.layout_seed,
-                "state": self.state,
-                "max_episode_steps": self.max_episode_steps,
-                "goal_distance": self.goal_distance,
-            }
-            if self.start_cell is not None:
-                kw["start_cell"] = tuple(self.start_cell)
-            if self.goal_cell is not None:
-                kw["goal_cell"] = tuple(self.goal_cell)
-            return kw
-        if self.name == "block_stacking":
-            from spirl_ray.envs.block_stacking import DATA_COLLECTION_KWARGS, DOWNSTREAM_KWARGS
-
-            base = DOWNSTREAM_KWARGS if self.task == "downstream" else DATA_COLLECTION_KWARGS
-            return {
-                **base,
-                "obs_mode": self.state,
-                "reward_type": self.reward,
-                "max_episode_steps": self.max_episode_steps,
-            }
-        return {
-            "tasks_to_complete": tuple(self.tasks_to_complete),
-            "state_layout": self.state_layout,
-            "scoring": self.scoring,
-            "max_episode_steps": self.max_episode_steps,
-        }
+#: The ``env:`` section: the model of the family ``env.name`` names (:mod:`spirl_ray.envs.families`).
+EnvSection = _env_family_union()
 
 
 class CollectSection(_Section):
-    """Scripted-expert data collection (kitchen primitives / maze planner / stacking script), when ``data.path`` is not given."""
+    """Data collection when ``data.path`` is not given: the env family's scripted expert
+    (kitchen primitives / maze planner / stacking script), or for ``env.name: gymnasium`` the user's ``policy``."""
 
     episodes: PositiveInt = Field(600, description="episodes to collect")
     seed: int = 0
     num_workers: int | None = Field(None, description="parallel Ray tasks (default: all CPUs)")
-    random_action_fraction: float = Field(0.0, ge=0, le=1, description="kitchen / block_stacking: fraction of random-action episodes (appendix G)")
+    random_action_fraction: float = Field(
+        0.0, ge=0, le=1, description="kitchen / block_stacking / gymnasium: fraction of random-action episodes (appendix G)"
+    )
+    policy: str | None = Field(
+        None, description="env.name gymnasium: 'package.module:function' called as function(observation, rng) -> "
+        "action for every step (observation as the env returns it, rng a numpy Generator seeded per episode)",
+    )
+
+    @model_serializer(mode="wrap")
+    def _serialise(self, handler):
+        """``policy`` only when set: the resolved configs of the scripted-expert families stay as they were."""
+        data = handler(self)
+        if data.get("policy") is None:
+            data.pop("policy", None)
+        return data
 
 
 class DataSection(_Section):
-    """Offline dataset: an existing D4RL hdf5 / Minari dataset, or one collected by the scripted expert."""
+    """Offline dataset: an existing D4RL hdf5 / Minari dataset, or one collected by the env family's collector."""
 
     path: str | None = Field(None, description="dataset file/dir; None -> collected into <storage>/<name>/data/")
     format: Literal["auto", "d4rl", "minari"] = "auto"
@@ -380,7 +213,7 @@ class ExperimentConfig(_Section):
 
     name: str = Field(description="experiment name; output goes to <storage_path>/<name>")
     storage_path: str = Field("runs", description="root of datasets, priors and Tune results (relative to cwd)")
-    env: EnvSection = Field(default_factory=EnvSection)
+    env: EnvSection = Field(default_factory=FAMILIES[DEFAULT_FAMILY], description="the env family and its fields")
     data: DataSection = Field(default_factory=DataSection)
     skill_model: dict[str, Any] = Field(default_factory=dict, description="SkillModelConfig fields but obs_dim/action_dim")
     prior_training: PriorTrainingConfig = Field(default_factory=PriorTrainingConfig)
@@ -435,18 +268,17 @@ class ExperimentConfig(_Section):
         SkillModelConfig(obs_dim=1, action_dim=1, **v)  # validates names and values
         return v
 
+    @field_validator("env", mode="before")
+    @classmethod
+    def _default_family(cls, v: Any) -> Any:
+        """An ``env:`` mapping without ``name`` is the default family (kitchen)."""
+        if isinstance(v, dict) and "name" not in v:
+            return {"name": DEFAULT_FAMILY, **v}
+        return v
+
     @model_validator(mode="after")
     def _check_env_fit(self) -> "ExperimentConfig":
-        if self.env.name == "maze" and self.data.collect.random_action_fraction:
-            raise ValueError("data.collect.random_action_fraction: the maze planner collector has no random-action "
-                             "episodes (kitchen only)")
-        if (self.env.name == "block_stacking" and self.env.state == "state" and self.env.task == "downstream"
-                and get_method(self.rl.method).offline_model is not None):
-            raise ValueError(
-                "env.state 'state' with env.task 'downstream': the prior learns from 5-block data (25-d states) and "
-                "cannot read the 11-block env's 49-d states; use env.state 'image' (the paper's) or env.task "
-                "'data_collection'"
-            )
+        self.env.check_experiment(self.data, get_method(self.rl.method).offline_model)
         if self.env.image_states:
             try:
                 SkillModelConfig(obs_dim=4, action_dim=2, image_shape=(1, 2, 2), **self.skill_model)
@@ -480,8 +312,7 @@ class ExperimentConfig(_Section):
         if self.data.path:
             return Path(self.data.path).expanduser().resolve()
         c = self.data.collect
-        variant = self.env.state if self.env.name in ("maze", "block_stacking") else self.env.state_layout
-        name = f"scripted_{self.env.name}_{c.episodes}ep_seed{c.seed}_{variant}"
+        name = f"scripted_{self.env.name}_{c.episodes}ep_seed{c.seed}_{self.env.dataset_variant(c)}"
         if c.random_action_fraction:
             name += f"_random{c.random_action_fraction:g}"
         return Path(self.storage_path).expanduser().resolve() / "datasets" / f"{name}.hdf5"
@@ -492,9 +323,20 @@ class ExperimentConfig(_Section):
         return Path(self.storage_path).expanduser().resolve() / "prior_cache"
 
 
-def _fields_at(model: type[BaseModel], loc: tuple) -> list[str] | None:
-    """Valid field names of the (sub)model that holds location ``loc`` (without its last item)."""
-    for part in loc[:-1]:
+def _without_family_tag(loc: tuple) -> tuple[tuple, str | None]:
+    """``("env", "<family>", field, ...)`` as pydantic locates errors in the ``env`` union -> ``("env", field, ...)``
+    and the family's name; other locations unchanged (and None)."""
+    if len(loc) >= 2 and loc[0] == "env" and loc[1] in FAMILIES:
+        return (loc[0], *loc[2:]), loc[1]
+    return loc, None
+
+
+def _fields_at(model: type[BaseModel], loc: tuple, family: str | None = None) -> list[str] | None:
+    """Valid field names of the (sub)model that holds location ``loc`` (without its last item, family tag removed)."""
+    for i, part in enumerate(loc[:-1]):
+        if i == 0 and part == "env" and family is not None:
+            model = FAMILIES[family]
+            continue
         field = model.model_fields.get(part) if isinstance(part, str) else None
         ann = getattr(field, "annotation", None)
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
@@ -504,16 +346,26 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str] | None:
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
-    """One readable message per problem: ``field.path: what was wrong`` (+ valid keys for unknown ones)."""
+    """One readable message per problem: ``field.path: what was wrong`` (+ valid keys for unknown ones).
+
+    An ``env`` key of another family than ``env.name``'s says so (``env.size: a field of env.name 'maze',
+    not of 'kitchen'``)."""
     lines = [f"invalid experiment config {source}:"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "<top level>"
+        raw_loc, family = _without_family_tag(tuple(e["loc"]))
+        loc = ".".join(str(p) for p in raw_loc) or "<top level>"
         msg = e["msg"]
         if e["type"] == "value_error" and "error" in e.get("ctx", {}):
             msg = str(e["ctx"]["error"])  # our own message, without pydantic's "Value error, " prefix
         if e["type"] == "extra_forbidden":
-            valid = _fields_at(ExperimentConfig, tuple(e["loc"]))
-            msg = "unknown key" + (f"; valid keys here: {', '.join(valid)}" if valid else "")
+            valid = _fields_at(ExperimentConfig, raw_loc, family)
+            owners = [n for n, cls in FAMILIES.items() if n != family and raw_loc[-1] in cls.model_fields]
+            if family is not None and len(raw_loc) == 2 and owners:
+                msg = (f"does not apply to env.name {family!r} (a field of env.name "
+                       f"{' / '.join(repr(o) for o in owners)})")
+            else:
+                msg = "unknown key"
+            msg += f"; valid keys here: {', '.join(valid)}" if valid else ""
         lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)
 

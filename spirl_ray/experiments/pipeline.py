@@ -8,8 +8,8 @@ dataset / model (the cache dedups them) and ONE Tune experiment with a trial
 per (variant, seed). Everything is written below ``<storage_path>/<name>``::
 
     <storage_path>/datasets/*.hdf5 (+ .summary.json)  collected offline data (when not given; shared)
-    prior_rollouts.json                   prior vs N(0, I) skills, no RL (one arm): subtasks (kitchen),
-                                          success rate (maze), stacked blocks (block stacking)
+    prior_rollouts.json                   prior vs N(0, I) skills, no RL (one arm): the env family's
+                                          metrics (subtasks, success rate, stacked blocks) and return
     prior_rollouts/<variant>.json         the same per sweep arm with a skill prior
     tune/spirl/                           Tune experiment: one trial per (variant, seed)
     config.resolved.yaml                  the validated config of this run
@@ -57,20 +57,17 @@ def write_resolved_config(cfg: ExperimentConfig, path: Path | None = None) -> Pa
 
 # ---- stage 1: data ------------------------------------------------------------------------
 def data_stage(cfg: ExperimentConfig, show_progress: bool = True) -> Path:
-    """Return the dataset path, collecting it with the scripted expert when it does not exist.
+    """Return the dataset path, collecting it with the env family's collector when it does not exist.
 
-    Kitchen: scripted primitives (:func:`~spirl_ray.data.collect_kitchen.collect_kitchen_dataset`);
-    maze: the BFS + waypoint planner on a new random 10x10 layout per episode
-    (:func:`~spirl_ray.data.collect_maze.collect_maze_dataset`, appendix C), with
-    ``images`` when ``env.state`` is ``image``; block stacking: the noisy
-    stacking script in the 5-block env
-    (:func:`~spirl_ray.data.collect_block_stacking.collect_block_stacking_dataset`,
-    appendix C; a ``data.collect.random_action_fraction`` of random-action
-    episodes, appendix G), with ``images`` (N, 6, 32, 32) when ``env.state``
-    is ``image``.
+    The family (:mod:`spirl_ray.envs.families`) collects: kitchen's scripted
+    primitives, maze's BFS + waypoint planner (appendix C), block stacking's
+    noisy stacking script (appendix C/G), or for ``env.name: gymnasium`` the
+    user's ``data.collect.policy``; all write the D4RL layout (``images`` too
+    for image states) and a ``.summary.json``.
 
     Raises:
         FileNotFoundError: ``data.path`` is set but does not exist.
+        ValueError: the family has no collector and ``data.path`` is unset.
     """
     path = cfg.dataset_path
     if path.exists():
@@ -79,67 +76,48 @@ def data_stage(cfg: ExperimentConfig, show_progress: bool = True) -> Path:
     if cfg.data.path:
         # An explicit path that does not exist is a user error, not a reason to collect.
         raise FileNotFoundError(f"data.path {cfg.data.path!r} does not exist (remove the key to collect scripted data)")
-    if cfg.env.name == "maze":
-        return _collect_maze(cfg, path, show_progress)
-    if cfg.env.name == "block_stacking":
-        return _collect_block_stacking(cfg, path, show_progress)
-    from spirl_ray.data.collect_kitchen import collect_kitchen_dataset
-
-    c = cfg.data.collect
-    say(f"data: collecting {c.episodes} scripted kitchen episodes -> {path}")
-    summary = collect_kitchen_dataset(
-        path,
-        num_episodes=c.episodes,
-        seed=c.seed,
-        num_workers=c.num_workers,
-        state_layout=cfg.env.state_layout,
-        random_action_fraction=c.random_action_fraction,
-        show_progress=show_progress,
-    )
-    rates = {
-        name: (f"{v['successes']}/{v['attempts']}" if v.get("attempts") else "not scripted")
-        for name, v in summary.get("per_subtask", {}).items()
-    }
-    say(f"data: collector success per subtask: {rates}; mean episode length "
-        f"{summary.get('mean_episode_length', float('nan')):.0f} env steps")
-    return path
-
-
-def _collect_maze(cfg: ExperimentConfig, path: Path, show_progress: bool) -> Path:
-    from spirl_ray.data.collect_maze import collect_maze_dataset
-
-    c = cfg.data.collect
-    say(f"data: collecting {c.episodes} planner maze episodes ({cfg.env.state} observations) -> {path}")
-    summary = collect_maze_dataset(
-        path, num_episodes=c.episodes, seed=c.seed, num_workers=c.num_workers, state=cfg.env.state,
-        show_progress=show_progress,
-    )
-    say(f"data: planner success {summary['planner_success_rate']:.3f}, {summary['total_steps']} env steps, "
-        f"mean episode length {summary['episode_length']['mean']:.0f} env steps, "
-        f"{summary['wall_time_s']:.0f} s")
-    return path
-
-
-def _collect_block_stacking(cfg: ExperimentConfig, path: Path, show_progress: bool) -> Path:
-    from spirl_ray.data.collect_block_stacking import collect_block_stacking_dataset
-
-    c = cfg.data.collect
-    say(f"data: collecting {c.episodes} scripted block-stacking episodes (5 blocks, {cfg.env.state} observations, "
-        f"{c.random_action_fraction:.0%} random-action episodes) -> {path}")
-    summary = collect_block_stacking_dataset(
-        path, num_episodes=c.episodes, seed=c.seed, num_workers=c.num_workers, images=cfg.env.state == "image",
-        random_action_fraction=c.random_action_fraction, show_progress=show_progress,
-    )
-    st, sb = summary["stacks_per_episode"], summary["stacked_blocks"]
-    mean_stacks = "n/a" if st["mean"] is None else f"{st['mean']:.2f}"
-    max_stacked = "n/a" if sb["scripted_max_mean"] is None else f"{sb['scripted_max_mean']:.2f}"
-    say(f"data: {mean_stacks} successful stacks per scripted episode, highest tower {max_stacked} stacked blocks, "
-        f"{summary['total_steps']} env steps, mean episode length {summary['mean_episode_length']:.0f} env steps, "
-        f"{summary['wall_time_s']:.0f} s")
+    say(f"data: {cfg.env.collection_banner(cfg.data.collect)} -> {path}")
+    say(f"data: {cfg.env.collect(cfg.data.collect, path, show_progress)}")
     return path
 
 
 # ---- stage 2: skill prior -----------------------------------------------------------------
+def prior_data_settings(cfg: ExperimentConfig) -> dict[str, Any]:
+    """How the dataset is read for the prior: part of the prior's cache key (:func:`~spirl_ray.skills.train.prior_cache_key`).
+
+    ``format``, the env family's :meth:`~spirl_ray.envs.families.base.EnvFamily.data_settings`
+    (``state_layout``: kitchen's, else None), ``val_fraction``, ``split_seed``, and
+    ``obs_key: "images"`` for image states only (so vector-state cache keys stay what they were).
+    """
+    data_settings = {
+        "format": cfg.data.format,
+        **cfg.env.data_settings(),
+        "val_fraction": cfg.data.val_fraction,
+        "split_seed": cfg.data.split_seed,
+    }
+    if cfg.env.image_states:
+        data_settings["obs_key"] = "images"
+    return data_settings
+
+
+def offline_model_config(cfg: ExperimentConfig, obs_dim: int, act_dim: int,
+                         image_shape: tuple[int, int, int] | None = None, flat: bool = False):
+    """The offline model's ``SkillModelConfig`` for a dataset of these dims (part of the prior's cache key).
+
+    ``obs_dim``: the flat state dim (images: C·H·W, with ``image_shape`` (C, H, W));
+    ``flat=True``: the single-step action model p(a|s) (``decoder='flat'``, H = 1, |Z| = ``act_dim``).
+
+    Raises:
+        pydantic.ValidationError: ``skill_model`` does not fit these dims.
+    """
+    model_cfg = cfg.skill_model_config(obs_dim, act_dim, image_shape=image_shape)
+    if flat:
+        model_cfg = model_cfg.model_copy(
+            update={"decoder": "flat", "horizon": 1, "latent_dim": act_dim, "decoder_state_conditioned": False}
+        )
+    return model_cfg
+
+
 def prior_stage(cfg: ExperimentConfig, dataset_path: Path, show_progress: bool = True, flat: bool = False):
     """Train (or fetch from the cache) the skill model + prior; returns a ``PriorTrainingResult``.
 
@@ -147,30 +125,20 @@ def prior_stage(cfg: ExperimentConfig, dataset_path: Path, show_progress: bool =
     and BC + SAC baselines instead (``decoder='flat'``, H = 1, Z = A; the
     skill model's prior width/depth and ``prior_training`` apply).
     """
-    from spirl_ray.data.readers import read_dataset
+    from spirl_ray.data.readers import describe_reader, read_dataset
     from spirl_ray.data.sequence_dataset import SequenceDataset
     from spirl_ray.skills.train import cached_skill_prior
 
     images = cfg.env.image_states
-    data_settings = {
-        "format": cfg.data.format,
-        "state_layout": cfg.env.state_layout,
-        "val_fraction": cfg.data.val_fraction,
-        "split_seed": cfg.data.split_seed,
-    }
-    if images:  # only then: vector-state cache keys stay what they were
-        data_settings["obs_key"] = "images"
-    episodes = read_dataset(dataset_path, fmt=cfg.data.format, state_layout=cfg.env.state_layout, read_images=images)
+    data_settings = prior_data_settings(cfg)
+    say(f"data: {dataset_path}: {describe_reader(dataset_path, cfg.data.format)}")
+    episodes = read_dataset(dataset_path, fmt=cfg.data.format, read_images=images, **cfg.env.reader_kwargs())
     act_dim = episodes[0].actions.shape[1]
     if images:
         image_shape = tuple(int(d) for d in episodes[0].images.shape[1:])
-        model_cfg = cfg.skill_model_config(int(np.prod(image_shape)), act_dim, image_shape=image_shape)
+        model_cfg = offline_model_config(cfg, int(np.prod(image_shape)), act_dim, image_shape, flat)
     else:
-        model_cfg = cfg.skill_model_config(episodes[0].observations.shape[1], act_dim)
-    if flat:
-        model_cfg = model_cfg.model_copy(
-            update={"decoder": "flat", "horizon": 1, "latent_dim": act_dim, "decoder_state_conditioned": False}
-        )
+        model_cfg = offline_model_config(cfg, episodes[0].observations.shape[1], act_dim, None, flat)
     horizon = model_cfg.horizon
 
     def factory():
@@ -197,11 +165,12 @@ def prior_stage(cfg: ExperimentConfig, dataset_path: Path, show_progress: bool =
 def prior_rollout_stage(cfg: ExperimentConfig, prior_path: Path, out: Path | None = None) -> dict[str, Any] | None:
     """Skills from the prior alone vs N(0, I), executed in the env; cached per prior file.
 
-    Written to ``out`` (default ``<root>/prior_rollouts.json``). Kitchen:
-    subtasks per episode; maze: success rate (goal reached within the
-    episode) and the fraction of the maze's free cells visited; block
-    stacking: stacked blocks at the episode's end (the paper's metric) and
-    the episode's highest tower.
+    Written to ``out`` (default ``<root>/prior_rollouts.json``); one line per
+    sampler from the env family's
+    :meth:`~spirl_ray.envs.families.base.EnvFamily.prior_rollout_summary`
+    (kitchen: subtasks per episode; maze: success rate and the fraction of
+    free cells visited; block stacking: stacked blocks; gymnasium: success
+    rate when reported, return).
     """
     if cfg.prior_rollouts.episodes == 0:
         return None
@@ -223,8 +192,8 @@ def prior_rollout_stage(cfg: ExperimentConfig, prior_path: Path, out: Path | Non
             return old
     model = load_skill_model(prior_path)
     squash = 2.0 if cfg.rl.squash_scale is None else float(cfg.rl.squash_scale)  # the RL policy's s for a skill prior
-    report: dict[str, Any] = {"prior_sha256": key, "episodes": cfg.prior_rollouts.episodes, "scoring": cfg.env.scoring,
-                              "squash_scale": squash}
+    report: dict[str, Any] = {"prior_sha256": key, "episodes": cfg.prior_rollouts.episodes,
+                              "scoring": getattr(cfg.env, "scoring", None), "squash_scale": squash}
     report["env_kwargs"] = json.loads(json.dumps(cfg.env.env_kwargs()))
     args = [(model, cfg.env.name, cfg.env.env_kwargs(), s, cfg.prior_rollouts.episodes, cfg.prior_rollouts.seed, 2.0, squash)
             for s in SAMPLERS]
@@ -235,15 +204,7 @@ def prior_rollout_stage(cfg: ExperimentConfig, prior_path: Path, out: Path | Non
         runs = [prior_rollouts(*a) for a in args]
     for sampler, r in zip(SAMPLERS, runs):
         report[sampler] = r
-        if cfg.env.name == "maze":
-            say(f"prior rollouts: {sampler:10s} success rate {r['success_rate']:.2f}, "
-                f"free cells visited {r['mean_coverage']:.2f} per episode, mean return {r['mean_return']:.1f}")
-        elif cfg.env.name == "block_stacking":
-            say(f"prior rollouts: {sampler:10s} stacked blocks {r['mean_stacked_blocks']:.2f} at the end, "
-                f"{r['mean_max_stacked_blocks']:.2f} at best, mean return {r['mean_return']:.1f}")
-        else:
-            say(f"prior rollouts: {sampler:10s} mean subtasks ({cfg.env.scoring}) {r['mean_subtasks']:.2f}, "
-                f"any of 7 {r['mean_any_subtasks']:.2f}, mean return {r['mean_return']:.2f}")
+        say(f"prior rollouts: {sampler:10s} {cfg.env.prior_rollout_summary(r)}")
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(report, indent=2))
@@ -476,7 +437,7 @@ def _trial_name(cfg: ExperimentConfig):
 
     def name(trial) -> str:
         seed = trial.config.get("seed", "?")
-        return f"{cfg.env.name}_{trial.config.get(VARIANT_KEY, cfg.rl.method)}_seed{seed}_{trial.trial_id}"
+        return f"{cfg.env.label}_{trial.config.get(VARIANT_KEY, cfg.rl.method)}_seed{seed}_{trial.trial_id}"
 
     return name
 

@@ -200,7 +200,8 @@ def load_curves(exp_dirs: list[str | Path], metric: str = DEFAULT_METRIC, x_key:
 
 def experiment_info(tune_dir: str | Path) -> dict | None:
     """``{"name", "env", "scoring"}`` from ``config.resolved.yaml`` two levels above a Tune dir
-    (``runs/<name>/config.resolved.yaml`` for ``runs/<name>/tune/spirl``); ``scoring`` may be None.
+    (``runs/<name>/config.resolved.yaml`` for ``runs/<name>/tune/spirl``); ``env`` is ``env.id`` when the
+    section has one (``env.name: gymnasium``), else ``env.name``; ``scoring`` may be None.
     None when the file is missing or unreadable."""
     import yaml
 
@@ -213,7 +214,7 @@ def experiment_info(tune_dir: str | Path) -> dict | None:
         return None
     env = cfg.get("env") or {}
     return {"name": cfg.get("name") or Path(tune_dir).resolve().parent.parent.name,
-            "env": env.get("name"), "scoring": env.get("scoring")}
+            "env": env.get("id") or env.get("name"), "scoring": env.get("scoring")}
 
 
 def default_title(tune_dir: str | Path) -> str:

@@ -5,10 +5,15 @@ loads, so bad input costs seconds, not a data collection or a prior training:
 
 * :func:`check_dataset_fits_env`: the dataset of every sweep arm whose method
   reads one (``data.path``, or a collected file already on disk) fits the
-  env's spaces: observation dim after ``env.state_layout``, action dim, and
+  env's spaces: observation dim after the family's reader settings (kitchen's
+  ``env.state_layout``, gymnasium's ``env.obs_keys``), action dim, and
   for image states the ``images`` shape and dtype. Shapes come from the hdf5
   headers (:func:`~spirl_ray.data.readers.read_dataset_spec`); the env is
   built once per distinct env config to read its spaces (< 1 s).
+* :func:`check_envs`: each env family's own checks
+  (:meth:`~spirl_ray.envs.families.base.EnvFamily.preflight`): ``env.name:
+  gymnasium`` builds the env, so an unregistered id or unsupported spaces
+  are refused with gymnasium's reason.
 * :func:`check_trackers_installed`: a configured experiment tracker's package
   is importable.
 * :func:`check_resume`: ``--resume`` continues an existing Tune experiment
@@ -16,9 +21,10 @@ loads, so bad input costs seconds, not a data collection or a prior training:
   settings and skill-prior path and would silently ignore a change).
 
 Each raises :class:`~spirl_ray.experiments.config.ConfigError` with one
-message naming the file and the fields. The checks depend on the env only
-through its Gymnasium spaces (:func:`env_spaces`), so a new env family needs
-no code here.
+message naming the file and the fields. The dataset checks depend on the env
+only through its Gymnasium spaces (:func:`env_spaces`) and the family's reader
+settings, so a new env family needs no code here; its own checks live in its
+module.
 """
 
 from __future__ import annotations
@@ -139,18 +145,19 @@ def check_dataset_fits_env(cfg: ExperimentConfig) -> int:
             continue
         env_kwargs = json.loads(json.dumps(vcfg.env.env_kwargs()))
         env_key = json.dumps([vcfg.env.name, env_kwargs], sort_keys=True)
-        key = (str(path), vcfg.data.format, vcfg.env.state_layout, vcfg.env.image_states, env_key)
+        reader_kwargs = vcfg.env.reader_kwargs()
+        key = (str(path), vcfg.data.format, json.dumps(reader_kwargs, sort_keys=True), vcfg.env.image_states, env_key)
         if key in seen:
             continue
         seen.add(key)
         label = "data.path" if given else "collected dataset"
         try:
-            spec = read_dataset_spec(path, vcfg.data.format, state_layout=vcfg.env.state_layout,
-                                     read_images=True if vcfg.env.image_states else None)
+            spec = read_dataset_spec(path, vcfg.data.format, read_images=True if vcfg.env.image_states else None,
+                                     **reader_kwargs)
         except DatasetError as e:
             hint = ""
-            if vcfg.env.image_states and "missing key 'images'" in str(e):
-                hint = f"; env.state 'image' trains on image states (key 'images'), 'state' on 'observations'"
+            if vcfg.env.image_states and "missing key 'images'" in str(e) and vcfg.env.missing_images_hint():
+                hint = f"; {vcfg.env.missing_images_hint()}"
             raise ConfigError(f"{where}{label}: {e}{hint}") from None
         if env_key not in spaces_cache:
             spaces_cache[env_key] = env_spaces(vcfg.env.name, vcfg.env.env_kwargs())
@@ -162,6 +169,34 @@ def check_dataset_fits_env(cfg: ExperimentConfig) -> int:
                 + ". A model learned from it could not act in this env: use data recorded in this env"
                 + (", or remove data.path to collect scripted data" if given else "")
             )
+    return len(seen)
+
+
+# ---- the env family's own checks ------------------------------------------------------------
+def check_envs(cfg: ExperimentConfig) -> int:
+    """Every arm's env family runs its own pre-Ray checks
+    (:meth:`~spirl_ray.envs.families.base.EnvFamily.preflight`; e.g. ``env.name: gymnasium`` builds the env:
+    an unregistered id, a non-Box action space or unsupported observations fail here). Returns how many
+    distinct envs were checked.
+
+    Raises:
+        ConfigError: the family's reason, naming the env.
+    """
+    from spirl_ray.experiments.methods import get_method
+
+    variants = cfg.variant_configs()
+    seen = set()
+    for arm, vcfg in variants:
+        key = json.dumps([vcfg.model_dump(mode="json")["env"], vcfg.data.model_dump(mode="json"),
+                          get_method(vcfg.rl.method).offline_model], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            vcfg.env.preflight(vcfg.data, get_method(vcfg.rl.method).offline_model)
+        except ValueError as e:
+            where = f"sweep arm {arm!r}: " if len(variants) > 1 else ""
+            raise ConfigError(f"{where}env (env.name {vcfg.env.name!r}): {e}") from None
     return len(seen)
 
 
@@ -272,6 +307,7 @@ def preflight(cfg: ExperimentConfig, resume: bool = False) -> None:
     check_trackers_installed(cfg)
     if resume:
         check_resume(cfg)
+    check_envs(cfg)
     check_dataset_fits_env(cfg)
 
 
@@ -281,6 +317,7 @@ __all__ = [
     "TUNE_CONFIG_SNAPSHOT",
     "TUNE_EXPERIMENT",
     "check_dataset_fits_env",
+    "check_envs",
     "check_resume",
     "check_trackers_installed",
     "config_differences",

@@ -71,7 +71,7 @@ def build_prior_report(cfg: ExperimentConfig) -> dict[str, Any]:
     if not result.cached:
         print("[spirl-ray] note: the prior was not cached and has just been trained", file=sys.stderr)
     model = load_skill_model(result.path)
-    episodes = read_dataset(path, fmt=cfg.data.format, state_layout=cfg.env.state_layout)
+    episodes = read_dataset(path, fmt=cfg.data.format, **cfg.env.reader_kwargs())
     ds = SequenceDataset(episodes, model.config.horizon, cfg.data.val_fraction, cfg.data.split_seed, source=str(path))
     states = np.concatenate([b["states"][:, 0] for b in ds.iterate_val(1024, max_windows=20_000)])
     model.eval()
@@ -111,7 +111,7 @@ def build_prior_report(cfg: ExperimentConfig) -> dict[str, Any]:
                 "episodes": rollouts[k]["episodes"], "squash": rollouts[k].get("squash")}
             for k in ("prior", "prior_mean", "normal") if k in rollouts
         },
-        "scoring": cfg.env.scoring,
+        "scoring": getattr(cfg.env, "scoring", None),
         "tasks": list(getattr(cfg.env, "tasks_to_complete", []) or []),
     }
 

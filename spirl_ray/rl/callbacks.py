@@ -2,9 +2,13 @@
 
 With a skill env every RLlib counter counts high-level steps (one skill = up
 to H env steps). The skill env reports ``info["env_steps"]`` (low-level steps
-executed in that high-level step); the kitchen env also reports
-``info["num_subtasks_completed"]`` (cumulative within the episode) and
-``info["success"]``.
+executed in that high-level step). Which other ``info`` keys of an episode's
+last step are logged, and as what, is declared by the env family
+(``episode_metrics`` in :mod:`spirl_ray.envs.families`, chosen by
+``env_config["env"]``): kitchen ``num_subtasks_completed`` (cumulative within
+the episode) and ``success``; maze and gymnasium ``success``; block stacking
+``stacked_blocks`` and ``max_stacked_blocks``. The episode return is RLlib's
+own ``env_runners/episode_return_mean`` for every env.
 
 Result-dict keys (after RLlib's aggregation over EnvRunners):
 
@@ -58,13 +62,11 @@ from typing import Any, Dict, Iterable, List, Optional
 import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
+from spirl_ray.envs.families import episode_metrics
+
 ENV_STEPS_LIFETIME = "env_steps_lifetime"
 ENV_STEPS = "env_steps_sampled"
 EPISODE_ENV_STEPS = "episode_env_steps_mean"
-NUM_SUBTASKS = "num_subtasks_completed_mean"
-SUCCESS = "success_mean"
-STACKED_BLOCKS = "stacked_blocks_mean"
-MAX_STACKED_BLOCKS = "max_stacked_blocks_mean"
 THROUGHPUT = "throughput"
 #: EnvRunner metric carrying the subsampled (K, 2) xy trace of each finished episode.
 XY_TRACES = "xy_traces"
@@ -175,8 +177,7 @@ class SPiRLMetricsCallback(RLlibCallback):
         metrics_logger.log_value(ENV_STEPS, n, reduce="sum")
 
     def on_episode_end(self, *, episode, prev_episode_chunks=None, env_runner=None, metrics_logger=None, **kwargs) -> None:
-        """Per finished episode: low-level length, last ``num_subtasks_completed`` / ``success`` /
-        ``stacked_blocks`` / ``max_stacked_blocks``, xy trace."""
+        """Per finished episode: low-level length, the env family's episode metrics of the last step, xy trace."""
         if metrics_logger is None:
             return
         chunks = list(prev_episode_chunks or []) + [episode]
@@ -186,14 +187,10 @@ class SPiRLMetricsCallback(RLlibCallback):
         win = max(1, math.ceil(smoothing / n_runners))
         metrics_logger.log_value(EPISODE_ENV_STEPS, _env_steps(infos), window=win)
         last = infos[-1] if infos and isinstance(infos[-1], dict) else {}
-        if "num_subtasks_completed" in last:
-            metrics_logger.log_value(NUM_SUBTASKS, float(last["num_subtasks_completed"]), window=win)
-        if "success" in last:
-            metrics_logger.log_value(SUCCESS, float(bool(last["success"])), window=win)
-        if "stacked_blocks" in last:
-            metrics_logger.log_value(STACKED_BLOCKS, float(last["stacked_blocks"]), window=win)
-        if "max_stacked_blocks" in last:
-            metrics_logger.log_value(MAX_STACKED_BLOCKS, float(last["max_stacked_blocks"]), window=win)
+        env_config = getattr(getattr(env_runner, "config", None), "env_config", None) or {}
+        for info_key, result_key in episode_metrics(env_config.get("env")):
+            if info_key in last:
+                metrics_logger.log_value(result_key, float(last[info_key]), window=win)
         first = chunks[0].get_infos()
         trace = _xy_trace(first[0] if len(first) else None, infos)
         if trace is not None:

@@ -7,42 +7,32 @@ EnvRunner, local or on a cluster node, builds the same env from the config.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 
 #: name under which :func:`make_rl_env` is registered with Tune/RLlib.
 RL_ENV_NAME = "spirl_ray_env"
 
-#: low-level env families: name -> "module:factory" (imported lazily in the EnvRunner).
-ENV_FACTORIES: dict[str, str] = {
-    "kitchen": "spirl_ray.envs.kitchen:make_kitchen_env",
-    "block_stacking": "spirl_ray.envs.block_stacking:make_block_stacking_env",
-    "maze": "spirl_ray.envs.maze:make_maze_env",
-}
-
 _skill_model_cache: dict[str, Any] = {}
 
 
 def make_low_level_env(name: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
-    """Build the low-level env ``name`` (a key of :data:`ENV_FACTORIES`).
+    """Build the low-level env of family ``name`` (:data:`spirl_ray.envs.families.FAMILIES`) from its factory's kwargs.
 
     Raises:
-        ValueError: unknown ``name`` (the message lists the known ones).
+        ValueError: unknown ``name`` (the message lists the known ones), or the factory refuses the kwargs.
     """
-    if name not in ENV_FACTORIES:
-        raise ValueError(f"unknown env {name!r}; expected one of {sorted(ENV_FACTORIES)}")
-    module, fn = ENV_FACTORIES[name].split(":")
-    factory: Callable[..., gym.Env] = getattr(importlib.import_module(module), fn)
-    return factory(**(env_kwargs or {}))
+    from spirl_ray.envs.families import make_env
+
+    return make_env(name, env_kwargs)
 
 
 def make_rl_env(env_config: dict[str, Any]) -> gym.Env:
     """RLlib env creator.
 
-    ``env_config`` keys: ``env`` (family name), ``env_kwargs`` (dict for its
-    factory), ``skill_model_path`` (wrap in :class:`~spirl_ray.rl.skill_env.SkillEnv`
+    ``env_config`` keys: ``env`` (env family name, :mod:`spirl_ray.envs.families`),
+    ``env_kwargs`` (dict for its factory), ``skill_model_path`` (wrap in :class:`~spirl_ray.rl.skill_env.SkillEnv`
     when set; flat env otherwise), ``z_bound`` (default 2.0),
     ``torch_threads`` (decoder threads in this process, default 1).
     """

@@ -1,0 +1,1 @@
+"""SPiRL on gymnasium-robotics' FetchReach-v4 through ``env.name: gymnasium`` (README "Your own environment")."""
