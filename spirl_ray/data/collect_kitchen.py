@@ -37,6 +37,7 @@ from spirl_ray.data.scripted.kitchen_primitives import (
     run_episode,
 )
 from spirl_ray.envs.kitchen import KITCHEN_SUBTASKS, STATE_LAYOUTS, KitchenEnv
+from spirl_ray.data.parallel import gather_episodes
 from spirl_ray.utils import atomic_path
 
 DEFAULT_ACTION_NOISE = 0.03
@@ -212,23 +213,9 @@ def collect_kitchen_dataset(
     pending = [
         remote.remote(c, seed, state_layout, action_noise, random_mask[c], include_hinge_cabinet) for c in chunks
     ]
-    bar = None
-    if show_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=num_episodes, desc="kitchen episodes", unit="ep")
-    episodes: list[dict] = []
     try:
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                got = ray.get(ref)
-                episodes.extend(got)
-                if bar is not None:
-                    bar.update(len(got))
+        episodes = gather_episodes(pending, num_episodes, "kitchen episodes", show_progress)
     finally:
-        if bar is not None:
-            bar.close()
         if started_ray:
             ray.shutdown()
     episodes.sort(key=lambda e: e["index"])

@@ -32,6 +32,7 @@ import numpy as np
 
 from spirl_ray.envs.families.base import load_entry_point
 from spirl_ray.envs.gymnasium_adapter import flatten_dict_batch, make_gymnasium_env, success_of
+from spirl_ray.data.parallel import gather_episodes
 from spirl_ray.utils import atomic_path
 
 #: the collector's own cap on an episode (env steps) when the env sets none
@@ -160,23 +161,9 @@ def collect_policy_dataset(path, env_kwargs: dict[str, Any], policy: str, num_ep
     remote = ray.remote(num_cpus=1)(collect_episodes)
     chunks = [list(range(s, min(s + chunk_size, num_episodes))) for s in range(0, num_episodes, chunk_size)]
     pending = [remote.remote(c, seed, env_kwargs, policy, mask[c].tolist()) for c in chunks]
-    bar = None
-    if show_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=num_episodes, desc=f"{env_kwargs['env_id']} episodes", unit="ep")
-    episodes: list[dict] = []
     try:
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                got = ray.get(ref)
-                episodes.extend(got)
-                if bar is not None:
-                    bar.update(len(got))
+        episodes = gather_episodes(pending, num_episodes, f"{env_kwargs['env_id']} episodes", show_progress)
     finally:
-        if bar is not None:
-            bar.close()
         if started_ray:
             ray.shutdown()
     episodes.sort(key=lambda e: e["index"])
