@@ -265,7 +265,7 @@ def results_table(trials: list[Trial], metric: str = DEFAULT_METRIC, paper: dict
         lines += [f"- `{k}`: {PAPER_NUMBERS[k]['note']}; read-off points (env steps: value) "
                   + ", ".join(f"{x:,}: {y}" for x, y in sorted(PAPER_NUMBERS[k]["points"].items())) for k in used]
     lines += ["", "Final learner state per arm (each seed's last logged value, mean over seeds; "
-              "KL = mean per latent dim of KL(π‖p), n/a for entropy-regularised methods):", "",
+              "KL(π‖p) on the run's `rl.kl_reduction` scale: per latent dim for `mean` (default), nats of the full KL for `sum`; n/a for entropy-regularised methods):", "",
               "| arm | seeds | final env steps | final α | final KL to prior |", "|---|---|---|---|---|"]
     for arm in arms:
         ts = [t for t in trials if t.arm == arm]
