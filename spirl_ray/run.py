@@ -125,7 +125,8 @@ def write_run_info(root, argv: list[str], **fields) -> None:
 
     Keys: ``command`` (as typed, argv joined), ``commit``, ``cpus``, ``hostname``,
     ``started`` / ``finished`` (ISO time, UTC) and anything in ``fields``.
-    A resumed run keeps the first ``started`` and appends to ``resumed``.
+    A resumed run keeps the first ``started``, ``command`` and ``commit`` and appends
+    ``{"at", "command", "commit"}`` to ``resumed``; finishing adds ``finished`` only.
     """
     import datetime
     import json
@@ -138,16 +139,19 @@ def write_run_info(root, argv: list[str], **fields) -> None:
     path = Path(root) / "run_info.json"
     info = json.loads(path.read_text()) if path.is_file() else {}
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    if "finished" in fields:
+    finishing = "finished" in fields
+    if finishing:
         info["finished"] = now if fields.pop("finished") is True else fields.get("finished")
     elif "started" in info:
         info.setdefault("resumed", []).append(now)
     else:
         info["started"] = now
-    info.update(
-        command="python -m spirl_ray.run " + " ".join(shlex.quote(a) for a in argv),
-        commit=git_commit(), cpus=os.cpu_count(), hostname=socket.gethostname(), **fields,
-    )
+    command = "python -m spirl_ray.run " + " ".join(shlex.quote(a) for a in argv)
+    if "commit" not in info:  # the code that started the run; a resume or the finish line keeps it
+        info.update(command=command, commit=git_commit(), cpus=os.cpu_count(), hostname=socket.gethostname())
+    elif not finishing and info.get("resumed"):
+        info["resumed"][-1] = {"at": info["resumed"][-1], "command": command, "commit": git_commit()}
+    info.update(fields)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(info, indent=2) + "\n")
