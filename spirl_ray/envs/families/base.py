@@ -154,3 +154,17 @@ class EnvFamily(BaseModel):
         if "success_rate" in report:
             line = f"success rate {report['success_rate']:.2f}, " + line
         return line
+
+
+class ImageOrVectorFamily(EnvFamily):
+    """A family whose ``env.state`` chooses ``image`` or vector (``state``) observations (maze, block stacking).
+
+    Subclasses declare the ``state`` field; the collected file is named by it, and a file
+    without ``images`` given to an image env says which setting asked for them.
+    """
+
+    def dataset_variant(self, collect: Any = None) -> str:
+        return self.state  # type: ignore[attr-defined]
+
+    def missing_images_hint(self) -> str:
+        return "env.state 'image' trains on image states (key 'images'), 'state' on 'observations'"

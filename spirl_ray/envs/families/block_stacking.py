@@ -14,10 +14,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PositiveInt
 
-from spirl_ray.envs.families.base import EnvFamily, EpisodeMetric, load_entry_point
+from spirl_ray.envs.families.base import EpisodeMetric, ImageOrVectorFamily, load_entry_point
 
 
-class BlockStackingFamily(EnvFamily):
+class BlockStackingFamily(ImageOrVectorFamily):
     """``env.name: block_stacking`` — the 11-block downstream task, image states, dense reward, 1000 steps."""
 
     name: Literal["block_stacking"] = "block_stacking"
@@ -50,12 +50,6 @@ class BlockStackingFamily(EnvFamily):
 
         base = DOWNSTREAM_KWARGS if self.task == "downstream" else DATA_COLLECTION_KWARGS
         return {**base, "obs_mode": self.state, "reward_type": self.reward, "max_episode_steps": self.max_episode_steps}
-
-    def dataset_variant(self, collect: Any = None) -> str:
-        return self.state
-
-    def missing_images_hint(self) -> str:
-        return "env.state 'image' trains on image states (key 'images'), 'state' on 'observations'"
 
     def check_experiment(self, data: Any, offline_model: str | None) -> None:
         super().check_experiment(data, offline_model)

@@ -13,10 +13,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
-from spirl_ray.envs.families.base import EnvFamily, EpisodeMetric, load_entry_point
+from spirl_ray.envs.families.base import EpisodeMetric, ImageOrVectorFamily, load_entry_point
 
 
-class MazeFamily(EnvFamily):
+class MazeFamily(ImageOrVectorFamily):
     """``env.name: maze`` — the 20x20 downstream maze of layout seed 0, image states, 2000-step episodes.
 
     The start and goal default to a pair 40 BFS cells apart; given cells must
@@ -72,12 +72,6 @@ class MazeFamily(EnvFamily):
         if self.goal_cell is not None:
             kw["goal_cell"] = tuple(self.goal_cell)
         return kw
-
-    def dataset_variant(self, collect: Any = None) -> str:
-        return self.state
-
-    def missing_images_hint(self) -> str:
-        return "env.state 'image' trains on image states (key 'images'), 'state' on 'observations'"
 
     def check_experiment(self, data: Any, offline_model: str | None) -> None:
         super().check_experiment(data, offline_model)
