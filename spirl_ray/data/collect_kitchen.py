@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from spirl_ray.data.scripted.kitchen_primitives import (
     run_episode,
 )
 from spirl_ray.envs.kitchen import KITCHEN_SUBTASKS, STATE_LAYOUTS, KitchenEnv
-from spirl_ray.data.parallel import gather_episodes
+from spirl_ray.data.parallel import collect_in_parallel
 from spirl_ray.utils import atomic_path
 
 DEFAULT_ACTION_NOISE = 0.03
@@ -192,33 +191,16 @@ def collect_kitchen_dataset(
     slow (~220-step) hinge-cabinet primitive into the episode orders; off by
     default (see ``kitchen_primitives.HINGE_CABINET_NOTES``).
     """
-    import ray
-
     if state_layout not in STATE_LAYOUTS:
         raise ValueError(f"state_layout={state_layout!r}; valid values: {list(STATE_LAYOUTS)}")
     if num_episodes <= 0:
         raise ValueError("num_episodes must be positive")
     random_mask = random_episode_mask(num_episodes, random_action_fraction, seed)
-    started_ray = False
-    if not ray.is_initialized():
-        ray.init(num_cpus=num_workers, include_dashboard=False, log_to_driver=False)
-        started_ray = True
-    if num_workers is None:
-        num_workers = max(1, int(ray.available_resources().get("CPU", os.cpu_count() or 1)))
-    if chunk_size is None:  # ~4 chunks per worker: small overhead, a progress bar that moves
-        chunk_size = max(1, min(25, int(np.ceil(num_episodes / (4 * num_workers)))))
     t0 = time.time()
-    remote = ray.remote(num_cpus=1)(collect_episodes)
-    chunks = [list(range(s, min(s + chunk_size, num_episodes))) for s in range(0, num_episodes, chunk_size)]
-    pending = [
-        remote.remote(c, seed, state_layout, action_noise, random_mask[c], include_hinge_cabinet) for c in chunks
-    ]
-    try:
-        episodes = gather_episodes(pending, num_episodes, "kitchen episodes", show_progress)
-    finally:
-        if started_ray:
-            ray.shutdown()
-    episodes.sort(key=lambda e: e["index"])
+    episodes, num_workers = collect_in_parallel(
+        collect_episodes, lambda c: (seed, state_layout, action_noise, random_mask[c], include_hinge_cabinet),
+        num_episodes, num_workers, chunk_size, 25, "kitchen episodes", show_progress,
+    )
     wall = time.time() - t0
     summary = _summary(episodes, wall, num_workers)
     summary.update(

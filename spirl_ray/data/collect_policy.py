@@ -22,7 +22,6 @@ File layout (episodes concatenated; what :func:`~spirl_ray.data.readers.read_d4r
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ import numpy as np
 
 from spirl_ray.envs.families.base import load_entry_point
 from spirl_ray.envs.gymnasium_adapter import flatten_dict_batch, make_gymnasium_env, success_of
-from spirl_ray.data.parallel import gather_episodes
+from spirl_ray.data.parallel import collect_in_parallel
 from spirl_ray.utils import atomic_path
 
 #: the collector's own cap on an episode (env steps) when the env sets none
@@ -138,8 +137,6 @@ def collect_policy_dataset(path, env_kwargs: dict[str, Any], policy: str, num_ep
     Raises:
         ValueError: the policy or env cannot be loaded, ``num_episodes`` < 1, bad fraction.
     """
-    import ray
-
     if num_episodes <= 0:
         raise ValueError("num_episodes must be positive")
     if not 0.0 <= random_action_fraction <= 1.0:
@@ -149,24 +146,11 @@ def collect_policy_dataset(path, env_kwargs: dict[str, Any], policy: str, num_ep
     k = int(round(random_action_fraction * num_episodes))
     if k:
         mask[np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED])).permutation(num_episodes)[:k]] = True
-    started_ray = False
-    if not ray.is_initialized():
-        ray.init(num_cpus=num_workers, include_dashboard=False, log_to_driver=False)
-        started_ray = True
-    if num_workers is None:
-        num_workers = max(1, int(ray.available_resources().get("CPU", os.cpu_count() or 1)))
-    if chunk_size is None:
-        chunk_size = max(1, min(50, int(np.ceil(num_episodes / (4 * num_workers)))))
     t0 = time.time()
-    remote = ray.remote(num_cpus=1)(collect_episodes)
-    chunks = [list(range(s, min(s + chunk_size, num_episodes))) for s in range(0, num_episodes, chunk_size)]
-    pending = [remote.remote(c, seed, env_kwargs, policy, mask[c].tolist()) for c in chunks]
-    try:
-        episodes = gather_episodes(pending, num_episodes, f"{env_kwargs['env_id']} episodes", show_progress)
-    finally:
-        if started_ray:
-            ray.shutdown()
-    episodes.sort(key=lambda e: e["index"])
+    episodes, num_workers = collect_in_parallel(
+        collect_episodes, lambda c: (seed, env_kwargs, policy, mask[c].tolist()), num_episodes, num_workers,
+        chunk_size, 50, f"{env_kwargs['env_id']} episodes", show_progress,
+    )
     wall = time.time() - t0
     lengths = np.array([len(e["actions"]) for e in episodes])
     scripted = [e for e in episodes if not e["random"]]
