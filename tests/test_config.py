@@ -72,6 +72,19 @@ def test_collected_dataset_name_follows_collect_settings(tmp_path):
     assert str(c.dataset_path) == "/some/file.hdf5"
 
 
+def test_kitchen_subtask_order_names_its_own_dataset_and_only_applies_to_kitchen(tmp_path):
+    a = load_config(_write(tmp_path, "name: x\nenv: {name: kitchen}\n"))
+    b = load_config(_write(tmp_path, "name: x\nenv: {name: kitchen}\ndata: {collect: {subtask_order: rpl}}\n"))
+    assert a.dataset_path.name == "scripted_kitchen_600ep_seed0_d4rl30.hdf5"  # unchanged: old files still hit
+    assert b.dataset_path.name == "scripted_kitchen_600ep_seed0_d4rl30_rplorder.hdf5"
+    assert "subtask_order" not in a.model_dump()["data"]["collect"]
+    assert b.model_dump()["data"]["collect"]["subtask_order"] == "rpl"
+    with pytest.raises(ConfigError, match="subtask_order"):
+        load_config(_write(tmp_path, "name: x\nenv: {name: maze}\ndata: {collect: {subtask_order: rpl}}\n"))
+    with pytest.raises(ConfigError, match="subtask_order"):
+        load_config(_write(tmp_path, "name: x\nenv: {name: kitchen}\ndata: {collect: {subtask_order: sorted}}\n"))
+
+
 def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
     p = _write(tmp_path, "name: x\nrl:\n  env_steps: 3\n   seeds: [1]\n")
     with pytest.raises(ConfigError) as e:

@@ -5,7 +5,9 @@ families of issue 13 §1 (``spirl_ray/envs/families/``), with that commit's own
 code: per YAML the text of ``config.resolved.yaml``; per sweep arm its env
 section, env kwargs, collected-dataset name, the prior's data settings and
 the prior cache key. A change of any of them would retrain every cached prior
-or change what ``--resume`` compares, so they must stay as recorded.
+or change what ``--resume`` compares, so they must stay as recorded. Deliberate
+changes update the pin in the same commit: ``kitchen_cl.yaml`` collects its data
+with ``data.collect.subtask_order: rpl`` (a new dataset name and resolved config).
 
 The cache key is computed with the dataset's content hash replaced by a
 constant (the data are not at hand here); the dims are those each family's

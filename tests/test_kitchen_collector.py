@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spirl_ray.data.collect_kitchen import collect_kitchen_dataset, episode_seed, random_episode_mask
-from spirl_ray.data.scripted.kitchen_primitives import sample_subtask_order
+from spirl_ray.data.scripted.kitchen_primitives import RPL_SUBTASK_ORDER, SCRIPTED_SUBTASKS, sample_subtask_order
 from spirl_ray.envs.kitchen import KITCHEN_SUBTASKS, PAPER_TARGET_TASKS
 
 ray = pytest.importorskip("ray")
@@ -96,3 +96,23 @@ def test_seeding_helpers():
     for t in PAPER_TARGET_TASKS:  # every target subtask appears often and in every position
         assert sum(t in o for o in orders) > 150
         assert all(any(o[i] == t for o in orders) for i in range(4))
+
+
+def test_rpl_order_is_kitchen_mixed_structure():
+    """rule 'rpl': every 4-subset of the scripted subtasks except those holding all four targets, each in the
+    human demos' order; target pairs and triples do occur (microwave -> kettle -> bottom burner)."""
+    rng = np.random.default_rng(0)
+    orders = [sample_subtask_order(rng, rule="rpl") for _ in range(1000)]
+    rank = {t: i for i, t in enumerate(RPL_SUBTASK_ORDER)}
+    assert all(list(o) == sorted(o, key=rank.__getitem__) and len(set(o)) == 4 for o in orders)
+    assert not any(set(PAPER_TARGET_TASKS) <= set(o) for o in orders)
+    assert len(set(orders)) == 15 - 1  # C(6, 4) sets of the 6 scripted subtasks minus the one holding the target
+    assert set().union(*orders) == set(SCRIPTED_SUBTASKS)
+    assert ("microwave", "kettle", "top burner", "bottom burner") in orders
+    firsts = [o[0] for o in orders]
+    assert firsts.count("microwave") > firsts.count("kettle") > firsts.count("top burner") > 0
+    # the default rule is unchanged: any position, so the target order's reverse pairs occur too
+    random_orders = [sample_subtask_order(np.random.default_rng(i)) for i in range(300)]
+    assert any(o.index("kettle") < o.index("microwave") for o in random_orders if {"kettle", "microwave"} <= set(o))
+    with pytest.raises(ValueError, match="subtask order rule must be one of"):
+        sample_subtask_order(rng, rule="sorted")

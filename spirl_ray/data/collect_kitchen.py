@@ -1,8 +1,10 @@
 """Parallel collection of scripted FrankaKitchen demonstrations into a D4RL-layout hdf5.
 
-Each episode chains 4 scripted subtasks in a random order (never exactly the
-paper's target sequence microwave -> kettle -> bottom burner -> light switch;
-see :func:`spirl_ray.data.scripted.kitchen_primitives.sample_subtask_order`).
+Each episode chains 4 scripted subtasks, never the paper's whole target sequence
+microwave -> kettle -> bottom burner -> light switch: in a random order
+(``subtask_order="random"``), or as D4RL's kitchen-mixed does, in the human demos'
+fixed relative order with never all four targets in one episode (``"rpl"``); see
+:func:`spirl_ray.data.scripted.kitchen_primitives.sample_subtask_order`.
 Episodes run as Ray tasks (``num_cpus=1``), in chunks; episode ``i`` is seeded
 from ``(seed, i)`` only, so the file does not depend on the number of workers.
 
@@ -30,6 +32,7 @@ import numpy as np
 
 from spirl_ray.data.scripted.kitchen_primitives import (
     SCRIPTED_SUBTASKS,
+    SUBTASK_ORDERS,
     SUBTASKS_PER_EPISODE,
     NoiseConfig,
     kettle_final_pose_ok,
@@ -62,7 +65,8 @@ def random_episode_mask(num_episodes: int, fraction: float, seed: int) -> np.nda
 
 
 def collect_episodes(
-    indices, seed: int, state_layout: str, action_noise: float, random_mask, include_hinge_cabinet: bool = False
+    indices, seed: int, state_layout: str, action_noise: float, random_mask, include_hinge_cabinet: bool = False,
+    subtask_order: str = "random",
 ) -> list[dict]:
     """Run the episodes ``indices`` in this process (the body of one Ray task)."""
     env = KitchenEnv(state_layout=state_layout, max_episode_steps=None, terminate_on_tasks_completed=False)
@@ -71,7 +75,7 @@ def collect_episodes(
     for i, rand in zip(indices, random_mask):
         ep = run_episode(
             env, episode_seed(seed, i), noise=noise, max_steps=MAX_EPISODE_STEPS, random_actions=bool(rand),
-            include_hinge_cabinet=include_hinge_cabinet,
+            include_hinge_cabinet=include_hinge_cabinet, subtask_order=subtask_order,
         )
         ep["index"] = int(i)
         ep["random"] = bool(rand)
@@ -182,6 +186,7 @@ def collect_kitchen_dataset(
     random_action_fraction: float = 0.0,
     chunk_size: int | None = None,
     include_hinge_cabinet: bool = False,
+    subtask_order: str = "random",
 ) -> dict:
     """Collect ``num_episodes`` scripted kitchen episodes into ``path`` (hdf5); return the summary.
 
@@ -189,16 +194,25 @@ def collect_kitchen_dataset(
     episodes (chosen by ``seed``) use uniform random actions instead of the
     script (for data-quality ablations). ``include_hinge_cabinet`` lets the
     slow (~220-step) hinge-cabinet primitive into the episode orders; off by
-    default (see ``kitchen_primitives.HINGE_CABINET_NOTES``).
+    default (see ``kitchen_primitives.HINGE_CABINET_NOTES``). ``subtask_order``:
+    ``"random"`` (any order of any set, never the exact target order) or ``"rpl"``
+    (D4RL kitchen-mixed's structure: sets without the whole target, performed in the
+    human demos' fixed relative order; see ``kitchen_primitives.sample_subtask_order``).
+
+    Raises:
+        ValueError: unknown ``state_layout`` or ``subtask_order``, or ``num_episodes`` < 1
+            (before any episode runs).
     """
     if state_layout not in STATE_LAYOUTS:
         raise ValueError(f"state_layout={state_layout!r}; valid values: {list(STATE_LAYOUTS)}")
     if num_episodes <= 0:
         raise ValueError("num_episodes must be positive")
+    if subtask_order not in SUBTASK_ORDERS:
+        raise ValueError(f"subtask_order={subtask_order!r}; valid values: {list(SUBTASK_ORDERS)}")
     random_mask = random_episode_mask(num_episodes, random_action_fraction, seed)
     t0 = time.time()
     episodes, num_workers = collect_in_parallel(
-        collect_episodes, lambda c: (seed, state_layout, action_noise, random_mask[c], include_hinge_cabinet),
+        collect_episodes, lambda c: (seed, state_layout, action_noise, random_mask[c], include_hinge_cabinet, subtask_order),
         num_episodes, num_workers, chunk_size, 25, "kitchen episodes", show_progress,
     )
     wall = time.time() - t0
@@ -206,7 +220,7 @@ def collect_kitchen_dataset(
     summary.update(
         path=str(path), seed=int(seed), state_layout=state_layout, action_noise=float(action_noise),
         random_action_fraction=float(random_action_fraction), include_hinge_cabinet=bool(include_hinge_cabinet),
-        scripted_subtasks=list(SCRIPTED_SUBTASKS) + (["hinge cabinet"] if include_hinge_cabinet else []),
+        subtask_order=subtask_order, scripted_subtasks=list(SCRIPTED_SUBTASKS) + (["hinge cabinet"] if include_hinge_cabinet else []),
     )
     meta = {
         "state_layout": state_layout,
@@ -218,6 +232,7 @@ def collect_kitchen_dataset(
         "source": "spirl_ray scripted kitchen expert",
         "scripted_subtasks": json.dumps(summary["scripted_subtasks"]),
         "include_hinge_cabinet": bool(include_hinge_cabinet),
+        "subtask_order_rule": subtask_order,
     }
     _write_hdf5(path, episodes, meta)
     with atomic_path(f"{path}.summary.json") as tmp:
@@ -236,11 +251,13 @@ def main(argv=None) -> dict:
     p.add_argument("--random-action-fraction", type=float, default=0.0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--include-hinge-cabinet", action="store_true", help="let the slow hinge-cabinet primitive into the orders")
+    p.add_argument("--subtask-order", default="random", choices=list(SUBTASK_ORDERS),
+                   help="random: any order; rpl: D4RL kitchen-mixed's demo order, never the whole target")
     a = p.parse_args(argv)
     summary = collect_kitchen_dataset(
         a.out, num_episodes=a.episodes, seed=a.seed, num_workers=a.workers, state_layout=a.state_layout,
         action_noise=a.action_noise, show_progress=not a.no_progress, random_action_fraction=a.random_action_fraction,
-        include_hinge_cabinet=a.include_hinge_cabinet,
+        include_hinge_cabinet=a.include_hinge_cabinet, subtask_order=a.subtask_order,
     )
     print(json.dumps(summary, indent=2))
     return summary

@@ -70,6 +70,11 @@ class CollectSection(_Section):
     random_action_fraction: float = Field(
         0.0, ge=0, le=1, description="kitchen / block_stacking / gymnasium: fraction of random-action episodes (appendix G)"
     )
+    subtask_order: Literal["random", "rpl"] = Field(
+        "random", description="kitchen: how an episode's 4 scripted subtasks are ordered. 'random': any order, never "
+        "exactly the target order; 'rpl': D4RL kitchen-mixed's structure, the human (Relay Policy Learning) demos' "
+        "fixed relative order with never all 4 target subtasks in one episode",
+    )
     policy: str | None = Field(
         None, description="env.name gymnasium: 'package.module:function' called as function(observation, rng) -> "
         "action for every step (observation as the env returns it, rng a numpy Generator seeded per episode)",
@@ -77,10 +82,13 @@ class CollectSection(_Section):
 
     @model_serializer(mode="wrap")
     def _serialise(self, handler):
-        """``policy`` only when set: the resolved configs of the scripted-expert families stay as they were."""
+        """``policy`` only when set, ``subtask_order`` only when not the default: the resolved configs
+        written before these fields existed stay as they were."""
         data = handler(self)
         if data.get("policy") is None:
             data.pop("policy", None)
+        if data.get("subtask_order") == "random":
+            data.pop("subtask_order", None)
         return data
 
 

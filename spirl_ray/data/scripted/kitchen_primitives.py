@@ -25,6 +25,7 @@ its z axis is the pointing direction and its y axis the closing direction.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -356,19 +357,51 @@ PRIMITIVES: dict[str, Callable[[ScriptContext], Iterator[np.ndarray]]] = {
 
 
 # ---------------------------------------------------------------- episodes
+#: The one relative order in which the Relay Policy Learning teleoperation demos (the
+#: episodes of D4RL's kitchen datasets) perform their subtasks: every demo plan, e.g.
+#: ``friday_microwave_kettle_bottomknob_hinge`` or ``postcorl_kettle_topknob_bottomknob_switch``,
+#: lists its four subtasks in this order. The paper's target is a subsequence of it.
+RPL_SUBTASK_ORDER: tuple[str, ...] = (
+    "microwave", "kettle", "top burner", "bottom burner", "light switch", "hinge cabinet", "slide cabinet",
+)
+
+#: ``data.collect.subtask_order`` values: how an episode's four subtasks are ordered.
+SUBTASK_ORDERS: tuple[str, ...] = ("random", "rpl")
+
+
 def sample_subtask_order(
     rng: np.random.Generator,
     n: int = SUBTASKS_PER_EPISODE,
     subtasks: tuple[str, ...] = SCRIPTED_SUBTASKS,
     forbidden: tuple[str, ...] = PAPER_TARGET_TASKS,
     target_fraction: float = 0.75,
+    rule: str = "random",
 ) -> tuple[str, ...]:
-    """A random order of ``n`` distinct subtasks that is never exactly ``forbidden``.
+    """The ``n`` distinct subtasks of one scripted episode, in the order they are performed.
 
-    Each slot is drawn from the paper's target subtasks with probability
-    ``target_fraction`` (so they appear often, in every position), otherwise
-    from the other scripted subtasks; orders equal to ``forbidden`` are resampled.
+    ``rule="random"``: each slot is drawn from the paper's target subtasks with
+    probability ``target_fraction`` (so they appear often, in every position),
+    otherwise from the other scripted subtasks; orders equal to ``forbidden`` are
+    resampled. Any order of any set can occur, so the next subtask after any
+    state is close to uniform.
+
+    ``rule="rpl"`` (the structure of D4RL's kitchen-mixed): a uniformly random
+    set of ``n`` subtasks that does not contain every subtask of ``forbidden``,
+    performed in :data:`RPL_SUBTASK_ORDER`, as the human demos are. Pairs and
+    triples of the target (e.g. microwave -> kettle -> bottom burner) occur;
+    the whole target never does, in any order (kitchen-mixed's rule).
+
+    Raises:
+        ValueError: an unknown ``rule``, or no valid set for ``rule="rpl"``.
     """
+    if rule == "rpl":
+        pool = [t for t in RPL_SUBTASK_ORDER if t in subtasks]
+        allowed = [c for c in itertools.combinations(pool, n) if not set(forbidden) <= set(c)]
+        if not allowed:
+            raise ValueError(f"no {n}-subtask set of {pool} avoids containing all of {list(forbidden)}")
+        return tuple(allowed[int(rng.integers(len(allowed)))])  # combinations keep pool's (RPL) order
+    if rule != "random":
+        raise ValueError(f"subtask order rule must be one of {list(SUBTASK_ORDERS)}, got {rule!r}")
     targets = [t for t in subtasks if t in PAPER_TARGET_TASKS]
     others = [t for t in subtasks if t not in PAPER_TARGET_TASKS]
     while True:
@@ -414,6 +447,7 @@ def run_episode(
     max_steps: int = 700,
     random_actions: bool = False,
     include_hinge_cabinet: bool = False,
+    subtask_order: str = "random",
 ):
     """Reset ``env`` with ``seed`` and run one scripted (or uniform-random) episode.
 
@@ -425,13 +459,14 @@ def run_episode(
     (after the step), ``order``, per-subtask ``success``, ``segment_lengths``
     (env steps spent per subtask, including the move there) and ``final_qpos``.
     ``include_hinge_cabinet`` adds the (slow) hinge cabinet to the pool of
-    subtasks an episode's order is drawn from.
+    subtasks an episode's order is drawn from; ``subtask_order`` is the ``rule``
+    of :func:`sample_subtask_order`.
     """
     rng = np.random.default_rng(seed)
     noise = NoiseConfig() if noise is None else noise
     if order is None:
         pool = SCRIPTED_SUBTASKS + (("hinge cabinet",) if include_hinge_cabinet else ())
-        order = sample_subtask_order(rng, subtasks=pool)
+        order = sample_subtask_order(rng, subtasks=pool, rule=subtask_order)
     ctx = ScriptContext(env, rng, noise, speed=float(rng.uniform(*noise.speed_range)))
     obs, info = env.reset(seed=int(rng.integers(2**31)))
     observations, actions, rewards, flags = [], [], [], []

@@ -137,6 +137,9 @@ class EnvFamily(BaseModel):
         if data.collect.policy is not None and self.collector is not None:
             raise ValueError(f"data.collect.policy: env.name {self.name!r} collects with its own scripted "
                              "expert; a policy applies to env.name 'gymnasium'")
+        if data.collect.subtask_order != "random" and self.name != "kitchen":
+            raise ValueError(f"data.collect.subtask_order: {data.collect.subtask_order!r} orders the kitchen's "
+                             f"scripted subtasks; env.name {self.name!r} has none (leave it 'random')")
 
     def preflight(self, data: Any = None, offline_model: str | None = None) -> None:
         """Checks of the env itself before Ray starts (default: none; built-in envs are known to build).

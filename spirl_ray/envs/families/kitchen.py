@@ -91,16 +91,17 @@ class KitchenFamily(EnvFamily):
         return {"state_layout": self.state_layout}
 
     def dataset_variant(self, collect: Any = None) -> str:
-        return self.state_layout
+        order = getattr(collect, "subtask_order", "random")
+        return self.state_layout if order == "random" else f"{self.state_layout}_{order}order"
 
     def collection_banner(self, collect: Any) -> str:
-        return f"collecting {collect.episodes} scripted kitchen episodes"
+        return f"collecting {collect.episodes} scripted kitchen episodes ({collect.subtask_order} subtask order)"
 
     def collect(self, collect: Any, path: Path, show_progress: bool = True) -> str:
         summary = load_entry_point(self.collector)(
             path, num_episodes=collect.episodes, seed=collect.seed, num_workers=collect.num_workers,
             state_layout=self.state_layout, random_action_fraction=collect.random_action_fraction,
-            show_progress=show_progress,
+            subtask_order=collect.subtask_order, show_progress=show_progress,
         )
         rates = {
             name: (f"{v['successes']}/{v['attempts']}" if v.get("attempts") else "not scripted")
