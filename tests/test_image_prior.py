@@ -157,3 +157,146 @@ def test_image_learner_update_is_finite(image_prior_path):
         assert np.isfinite(stats[k]), k
     assert stats["kl_to_prior"] == pytest.approx(0.0, abs=1e-4)  # policy == prior at init
     assert not torch.equal(learner.module[DEFAULT_MODULE_ID].qf_encoder.conv.net[0].weight, conv_before)
+
+
+# ---- the learner's image forward and its speed options -------------------------------------------
+OPTIONS = [{}, {"shared_image_encoder": True}, {"freeze_policy_encoder": True},
+           {"shared_image_encoder": True, "freeze_policy_encoder": True}]
+OPTION_IDS = ["separate", "shared", "frozen_pi", "shared+frozen_pi"]
+
+
+def _perturbed_module(path, **model_config):
+    """A module whose policy is not the prior, whose target critics are not the online ones and whose
+    twin critics differ: a forward that read the wrong network would give different numbers."""
+    torch.manual_seed(1)
+    module = _module(path, squash_scale=2.0, **model_config)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.startswith(("pi.net", "target_", "qf_twin")) or (name.startswith("pi.encoder") and p.requires_grad):
+                p.add_(0.1 * torch.randn(p.shape, generator=g))
+    return module
+
+
+def _image_batch(b=16):
+    return {Columns.OBS: _images(b, 11), Columns.NEXT_OBS: _images(b, 12),
+            Columns.ACTIONS: torch.rand(b, Z, generator=torch.Generator().manual_seed(3)) * 2 - 1}
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
+def test_fused_image_forward_equals_rllib_generic_forward(image_prior_path, options):
+    """Every forward output, and the gradient of every trained parameter, equal RLlib's generic SAC forward."""
+    generic = _perturbed_module(image_prior_path, fused_image_forward=False, **options)
+    fused = _perturbed_module(image_prior_path, **options)
+    batch = _image_batch()
+    torch.manual_seed(5)
+    ref = generic.forward_train(batch)
+    torch.manual_seed(5)
+    out = fused.forward_train(batch)
+    assert set(out) == set(ref)
+    for k in ref:
+        torch.testing.assert_close(out[k], ref[k], rtol=1e-6, atol=1e-6, msg=k)
+    # the policy really is not the prior here, and the target critics not the online ones
+    assert not torch.allclose(ref[Columns.ACTION_DIST_INPUTS], ref[PRIOR_DIST_INPUTS])
+    assert not torch.allclose(ref["q_target_next"], torch.min(ref["qf_preds"], ref["qf_twin_preds"]))
+
+    def grads(module, o):
+        w = torch.arange(1, 17, dtype=torch.float32)  # distinct weights per row
+        loss = sum((w * o[k]).sum() for k in ("qf_preds", "qf_twin_preds", "q_curr", "logp_resampled"))
+        loss = loss + (o[Columns.ACTION_DIST_INPUTS] ** 2).sum()
+        params = {n: p for n, p in module.named_parameters() if p.requires_grad}
+        gs = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        return dict(zip(params, gs))
+
+    # float tolerance: a shared conv sums the two critics' feature gradients before its backward
+    # instead of accumulating two backward passes (same terms, another summation order)
+    g_ref, g_out = grads(generic, ref), grads(fused, out)
+    assert set(g_ref) == set(g_out)
+    for n in g_ref:
+        assert (g_ref[n] is None) == (g_out[n] is None), n
+        if g_ref[n] is not None:
+            torch.testing.assert_close(g_out[n], g_ref[n], rtol=1e-4, atol=1e-5, msg=lambda m: f"{n}: {m}")
+    # q_curr's gradient reaches the resampled skill only: never a critic parameter
+    q_only = torch.autograd.grad(out["q_curr"].sum(), [p for n, p in fused.named_parameters() if n.startswith("qf")],
+                                 allow_unused=True)
+    assert all(g is None for g in q_only)
+
+
+def test_shared_image_encoder_is_one_conv_for_both_critics(image_prior_path):
+    module = _module(image_prior_path, shared_image_encoder=True)
+    assert module.qf_twin_encoder.conv is module.qf_encoder.conv
+    assert module.target_qf_twin_encoder.conv is module.target_qf_encoder.conv
+    assert module.target_qf_encoder.conv is not module.qf_encoder.conv
+    assert not list(module.qf_twin_encoder.parameters()) and not list(module.target_qf_twin_encoder.parameters())
+    convs = {id(m) for m in module.modules() if isinstance(m, ConvEncoder)}
+    assert len(convs) == 4  # policy, prior, critic, target critic (separate encoders: 6)
+    assert len({id(m) for m in _module(image_prior_path).modules() if isinstance(m, ConvEncoder)}) == 6
+    # the twin critic reads the shared conv: its output moves when that conv changes
+    batch = {**_image_batch(4), Columns.ACTIONS: torch.zeros(4, Z)}
+    with torch.no_grad():
+        before = module.qf_twin(module.qf_twin_encoder(batch)["encoder_out"])
+        module.qf_encoder.conv.net[0].bias.add_(1.0)
+        assert not torch.allclose(module.qf_twin(module.qf_twin_encoder(batch)["encoder_out"]), before)
+
+
+def _image_learner(path, fast=True, **training):
+    obs_space = gym.spaces.Box(0, 255, IMG, np.uint8)
+    act_space = gym.spaces.Box(-2, 2, (Z,), np.float32)
+
+    class _Env(gym.Env):
+        observation_space, action_space = obs_space, act_space
+
+    fused = training.pop("fused_image_forward", True)
+    config = (SPiRLConfig().environment(observation_space=obs_space, action_space=act_space)
+              .training(skill_model_path=path, train_batch_size_per_learner=16, target_divergence=1.0,
+                        learner_fast_path=fast, tau=0.3, actor_lr=3e-3, critic_lr=3e-3, **training)
+              .rl_module(model_config={"critic_hidden": 32, "critic_layers": 2, "fused_image_forward": fused}))
+    torch.manual_seed(0)
+    return config.build_learner(env=_Env())
+
+
+def _image_data(n):
+    rng = np.random.default_rng(4)
+    return {Columns.OBS: rng.integers(0, 256, (n, *IMG), dtype=np.uint8),
+            Columns.NEXT_OBS: rng.integers(0, 256, (n, *IMG), dtype=np.uint8),
+            Columns.ACTIONS: rng.uniform(-1, 1, (n, Z)).astype(np.float32),
+            Columns.REWARDS: rng.normal(size=n).astype(np.float32),
+            Columns.TERMINATEDS: (rng.random(n) < 0.2).astype(np.float32)}
+
+
+def _state(learner):
+    module = learner.module[DEFAULT_MODULE_ID]
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
+def test_image_learner_steps_equal_rllib_reference_path(image_prior_path, options):
+    """3 gradient steps of the fast path with the fused forward == 3 RLlib updates with RLlib's generic forward
+    (per-optimizer backward, for-loop Adam): with a shared encoder, both give it the gradient of both critic losses."""
+    from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+
+    ref = _image_learner(image_prior_path, fast=False, fused_image_forward=False, **options)
+    fast = _image_learner(image_prior_path, **options)
+    s0 = _state(ref)
+    for k, v in _state(fast).items():
+        torch.testing.assert_close(v, s0[k], rtol=0, atol=0, msg=k)
+    data, b, steps, ts = _image_data(48), 16, 3, {"num_env_steps_sampled_lifetime": 1000}
+    torch.manual_seed(0)
+    for k in range(steps):
+        part = {c: v[k * b:(k + 1) * b] for c, v in data.items()}
+        ref.update(batch=MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(part)}, env_steps=b), timesteps=ts)
+    torch.manual_seed(0)
+    fast.update(batch=MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(data)}, env_steps=3 * b), minibatch_size=b,
+                num_epochs=1, timesteps=ts)
+    s_ref, s_fast = _state(ref), _state(fast)
+    assert set(s_ref) == set(s_fast)
+    for k in s_ref:
+        torch.testing.assert_close(s_fast[k], s_ref[k], rtol=1e-4, atol=1e-5, msg=k)
+    moved = {k for k in s0 if not torch.equal(s_fast[k], s0[k])}
+    assert "qf_encoder.conv.net.0.weight" in moved and "target_qf_encoder.conv.net.0.weight" in moved
+    assert "pi.net.0.weight" in moved
+    assert ("pi.encoder.net.0.weight" in moved) != bool(options.get("freeze_policy_encoder"))
+    if options.get("freeze_policy_encoder"):  # frozen: still the prior's conv, bit for bit
+        prior = load_skill_model(image_prior_path).prior
+        for k, v in prior.encoder.state_dict().items():
+            assert torch.equal(s_fast[f"pi.encoder.{k}"], v), k

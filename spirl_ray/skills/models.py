@@ -170,11 +170,26 @@ class ConvEncoder(nn.Module):
         """x (B, C, H, W), uint8 or float in [0, 255] -> (B, out_dim) float32 (features in C, H, W order).
 
         The convolutions run on a channels-last copy of the input: the same
-        numbers, but 2-3x faster forward passes on CPU for these small
-        channel counts (measured at batch 256); the flattened features keep
-        the logical (C, H, W) order.
+        numbers, but faster on CPU for these small channel counts
+        (``python -m benchmarks.bench_image_learner``, "conv layout" rows: a
+        forward + backward at batch 256 ~1.2x faster than channels-first);
+        the flattened features keep the logical (C, H, W) order. Equals
+        ``features(prepare(x))``.
         """
-        x = (x.float() * (1.0 / 255.0)).contiguous(memory_format=torch.channels_last)
+        return self.features(self.prepare(x))
+
+    @staticmethod
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        """Encoder input: x (B, C, H, W) uint8 or float in [0, 255] -> float32 in [0, 1], channels-last.
+
+        Independent of the weights, so one prepared batch can feed several
+        encoders (the SPiRL learner prepares ``obs`` and ``next_obs`` once per
+        batch instead of once per network).
+        """
+        return (x.float() * (1.0 / 255.0)).contiguous(memory_format=torch.channels_last)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """x from :meth:`prepare` (B, C, H, W) float in [0, 1] -> (B, out_dim) float32 features."""
         return self.net(x).flatten(1)
 
 
@@ -210,7 +225,16 @@ class GaussianMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.encoder is not None:
             x = self.encoder(x)
-        mu, log_sigma = self.net(x).chunk(2, dim=-1)
+        return self.head(x)
+
+    def head(self, feats: torch.Tensor) -> torch.Tensor:
+        """The part after the conv encoder: features (B, encoder.out_dim) -> (B, 2 * out_dim) [mu, log_sigma].
+
+        For vector states ``feats`` are the states (B, in_dim) and ``head`` is
+        the whole network. ``forward(x) == head(encoder(x))``; callers that
+        already hold the conv features (the SPiRL learner) skip the encoder.
+        """
+        mu, log_sigma = self.net(feats).chunk(2, dim=-1)
         return torch.cat([mu, log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)], dim=-1)
 
     def dist(self, x: torch.Tensor) -> Normal:

@@ -76,6 +76,8 @@ class SPiRLConfig(SACConfig):
         self.prior_sampling_schedule: Optional[Tuple[int, int]] = None
         self.squash_scale: Optional[float] = None
         self.timeout_as_terminal: bool = True
+        self.shared_image_encoder: bool = False
+        self.freeze_policy_encoder: bool = False
         # ---- deterministic evaluation every N low-level env steps (see `evaluation()`) ----
         self.evaluation_every_env_steps: Optional[int] = None
         # ---- speed (see `training()`); learning is the same either way ----
@@ -119,6 +121,8 @@ class SPiRLConfig(SACConfig):
         prior_sampling_schedule: Optional[Tuple[int, int]] = NotProvided,
         squash_scale: Optional[float] = NotProvided,
         timeout_as_terminal: Optional[bool] = NotProvided,
+        shared_image_encoder: Optional[bool] = NotProvided,
+        freeze_policy_encoder: Optional[bool] = NotProvided,
         learner_fast_path: Optional[bool] = NotProvided,
         max_updates_per_learner_call: Optional[int] = NotProvided,
         learner_torch_threads: Optional[int] = NotProvided,
@@ -186,6 +190,20 @@ class SPiRLConfig(SACConfig):
                 code (z = 2·tanh(u), about 2u near 0 for a prior-copied
                 policy). The KL is unaffected (same affine map on both
                 Gaussians). Must be > 0.
+            shared_image_encoder: image observations only: the twin critics
+                share ONE conv encoder (trained by the sum of both critic
+                losses) and the twin target critics one target encoder, as in
+                SAC-AE / DrQ; the conv runs once per batch for both. Default
+                False: each critic its own encoder (the reference SPiRL).
+                Faster (``python -m benchmarks.bench_image_learner``), but a
+                different learner, not the same math.
+            freeze_policy_encoder: image observations only: the policy's conv
+                encoder (copied from the prior, appendix F) is not trained; the
+                actor loss trains the policy's MLP only. The policy still
+                starts as the prior, and its conv features are the frozen
+                prior's (computed once per batch for both). Default False
+                (the whole policy is trained, as in the reference SPiRL).
+                Faster, a different learner.
             learner_fast_path: True (default): the gradient steps of a
                 ``training_step`` go to the learner as ONE batch of K x
                 ``train_batch_size_per_learner`` replay samples, and the learner
@@ -248,6 +266,8 @@ class SPiRLConfig(SACConfig):
             prior_sampling_schedule=prior_sampling_schedule,
             squash_scale=squash_scale,
             timeout_as_terminal=timeout_as_terminal,
+            shared_image_encoder=shared_image_encoder,
+            freeze_policy_encoder=freeze_policy_encoder,
             learner_fast_path=learner_fast_path,
             max_updates_per_learner_call=max_updates_per_learner_call,
             learner_torch_threads=learner_torch_threads,
@@ -320,6 +340,9 @@ class SPiRLConfig(SACConfig):
             isinstance(self.squash_scale, (int, float)) and self.squash_scale > 0
         ):
             errors.append(f"squash_scale must be None or a number > 0, got {self.squash_scale!r}")
+        for name in ("shared_image_encoder", "freeze_policy_encoder"):
+            if not isinstance(getattr(self, name), bool):
+                errors.append(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not (isinstance(self.warmup_sample_chunk, int) and self.warmup_sample_chunk >= 1):
             errors.append(f"warmup_sample_chunk must be an int >= 1, got {self.warmup_sample_chunk!r}")
         if not (isinstance(self.max_updates_per_learner_call, int) and self.max_updates_per_learner_call >= 1):
@@ -390,6 +413,8 @@ class SPiRLConfig(SACConfig):
             "prior_sampling": self.prior_sampling_schedule is not None,
             "squash_scale": None if self.squash_scale is None else float(self.squash_scale),
             "prior_in_action_space": False,
+            "shared_image_encoder": self.shared_image_encoder,
+            "freeze_policy_encoder": self.freeze_policy_encoder,
         }
         meta = self._skill_model_meta
         if meta is None and self.skill_model_path and Path(self.skill_model_path).is_file():

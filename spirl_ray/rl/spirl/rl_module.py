@@ -34,6 +34,28 @@ of the skill prior network"):
   conv architecture comes from the skill-model file when one is set, else
   from ``model_config`` ``conv_channels`` / ``conv_kernel`` (paper: (8, 16,
   32), 3). Observations stay uint8 until the encoder divides them by 255.
+  Two speed options change what is trained (both off by default, the
+  reference SPiRL's separate networks):
+
+  - ``shared_image_encoder``: ONE conv encoder for the twin critics (owned
+    by ``qf_encoder``; ``qf_twin_encoder`` reads it without registering it)
+    and one for the two target critics, as in SAC-AE / DrQ. The encoder is in
+    the ``qf`` optimizer and receives the gradient of both critic losses.
+  - ``freeze_policy_encoder``: the policy's conv encoder (a copy of the
+    prior's, appendix F) is not trained; the actor loss trains the policy's
+    MLP (and BatchNorm affine) only. The policy still *starts as the prior*
+    exactly, and with the prior loaded its conv features equal the frozen
+    prior's at every step, so the learner computes them once for both.
+    Chosen over "the actor reads the critic encoder's features with
+    stop-gradient" (SAC-AE / DrQ): the critic's encoder is not the prior's,
+    so that actor would not start as the prior, would change whenever the
+    critic's encoder trains, and the EnvRunners would need the critic
+    encoder's weights.
+
+  The learner's forward pass on images (``_forward_train_image``) computes
+  the same outputs as RLlib's generic SAC forward with fewer conv passes
+  (``model_config["fused_image_forward"]``, default True; False = RLlib's
+  generic forward, the reference ``tests/test_image_prior.py`` compares it to).
 * ``skill_prior``: the frozen prior p(z|s) — learner side only (not built when
   ``inference_only``), never trained, absent from EnvRunners.
 * ``sampling_prior`` + buffer ``prior_sample_prob`` (ω), only with
@@ -48,7 +70,8 @@ of the skill prior network"):
 ``policy_layers``, ``policy_batch_norm`` (policy architecture; must match the
 prior's when it is loaded), ``critic_hidden``, ``critic_layers``, ``twin_q``,
 ``prior_sampling`` (bool); for image observations without a skill-model
-file ``conv_channels`` and ``conv_kernel``.
+file ``conv_channels`` and ``conv_kernel``; for image observations
+``shared_image_encoder``, ``freeze_policy_encoder`` and ``fused_image_forward`` (bools).
 """
 
 from __future__ import annotations
@@ -61,6 +84,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from ray.rllib.algorithms.sac.sac_catalog import SACCatalog
+from ray.rllib.algorithms.sac.sac_learner import ACTION_DIST_INPUTS_NEXT, QF_PREDS, QF_TWIN_PREDS
 from ray.rllib.algorithms.sac.torch.default_sac_torch_rl_module import DefaultSACTorchRLModule
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.torch.torch_distribution import TorchDeterministic, TorchSquashedGaussian
@@ -89,6 +113,9 @@ MODEL_DEFAULTS: Dict[str, Any] = {
     "conv_kernel": 3,
     "squash_scale": None,
     "prior_in_action_space": False,
+    "shared_image_encoder": False,
+    "freeze_policy_encoder": False,
+    "fused_image_forward": True,
 }
 
 
@@ -143,6 +170,24 @@ class _ImageObsActionEncoder(nn.Module):
         return {ENCODER_OUT: torch.cat([feats, batch[Columns.ACTIONS].float()], dim=-1)}
 
 
+class _SharedImageObsActionEncoder(nn.Module):
+    """Twin-critic encoder reading another critic's conv (``shared_image_encoder``): same output as
+    :class:`_ImageObsActionEncoder`, (B, F + Z), but the conv is *not* a submodule (no parameters of
+    its own, so no optimizer or target copy trains or polyak-updates it a second time)."""
+
+    def __init__(self, owner: _ImageObsActionEncoder):
+        super().__init__()
+        self.out_dim = owner.out_dim
+        self._owner = [owner]  # a list: not registered as a submodule
+
+    @property
+    def conv(self) -> ConvEncoder:
+        return self._owner[0].conv
+
+    def forward(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return self._owner[0](batch)
+
+
 class SPiRLTorchRLModule(DefaultSACTorchRLModule):
     """SAC RL module with a prior-shaped policy and a frozen skill prior (learner side only)."""
 
@@ -182,12 +227,17 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
         act_dim = int(self.action_space.shape[0])
         self.twin_q = self.model_config.get("twin_q", True)
         image = self._image_settings(obs_shape)
+        self._image = bool(image)
+        self._shared_encoder = bool(image) and bool(self._cfg("shared_image_encoder"))
+        self._pi_reads_prior_features = False
 
         self.pi_encoder = _ObsEncoder()
         self.pi = freeze_batch_norm(
             GaussianMLP(obs_dim, act_dim, self._cfg("policy_hidden"), self._cfg("policy_layers"),
                         self._cfg("policy_batch_norm"), **image)
         )
+        if image and self._cfg("freeze_policy_encoder"):
+            self.pi.encoder.requires_grad_(False)
         self.squash_scale = self._resolve_squash_scale()
         if self.squash_scale != 1.0:
             # every RLlib call site of pi (inference, exploration, train, next obs) gets v-space params
@@ -214,7 +264,8 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
             in_dim = getattr(self.qf_encoder, "out_dim", obs_dim) + act_dim
             self.qf = build_mlp(in_dim, 1, hidden, layers, batch_norm=False)
             if self.twin_q:
-                self.qf_twin_encoder = critic_encoder()
+                self.qf_twin_encoder = (_SharedImageObsActionEncoder(self.qf_encoder) if self._shared_encoder
+                                        else critic_encoder())
                 self.qf_twin = build_mlp(in_dim, 1, hidden, layers, batch_norm=False)
 
             path = self._cfg("skill_model_path")
@@ -227,6 +278,19 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
                     self.skill_prior = prior
             elif self._cfg("use_skill_prior"):
                 raise ValueError("use_skill_prior=True needs model_config['skill_model_path']")
+            # The frozen policy encoder is a copy of the frozen prior's: the same features, computed once.
+            self._pi_reads_prior_features = bool(
+                image and self._cfg("freeze_policy_encoder") and self._cfg("init_policy_from_prior")
+                and self.skill_prior is not None
+            )
+
+    @override(DefaultSACTorchRLModule)
+    def make_target_networks(self):
+        """RLlib's target copies; with ``shared_image_encoder`` the twin target critic reads the target
+        conv of ``target_qf_encoder`` (one target encoder, polyak-updated once)."""
+        super().make_target_networks()
+        if self.twin_q and self._shared_encoder:
+            self.target_qf_twin_encoder = _SharedImageObsActionEncoder(self.target_qf_encoder)
 
     def _pi_to_squash_space(self, _module: nn.Module, _inputs: Any, out: torch.Tensor) -> torch.Tensor:
         return to_squash_space(out, self.squash_scale)
@@ -327,8 +391,101 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
 
     @override(DefaultSACTorchRLModule)
     def _forward_train_continuous(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        if self._image and self._cfg("fused_image_forward"):
+            return self._forward_train_image(batch)
         out = super()._forward_train_continuous(batch)
         if getattr(self, "skill_prior", None) is not None:
             out[PRIOR_DIST_INPUTS] = self.prior_params(batch[Columns.OBS])
             out[PRIOR_DIST_INPUTS_NEXT] = self.prior_params(batch[Columns.NEXT_OBS])
+        return out
+
+    def _forward_train_image(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        """RLlib's SAC ``_forward_train_continuous`` (+ the prior's params) for image observations, fewer conv passes.
+
+        Same outputs, same random draws in the same order (an ``rsample`` at s,
+        then a ``sample`` at s'), same gradients; replaced for speed
+        (``python -m benchmarks.bench_image_learner``: "today" vs
+        "fused forward" rows). The differences, none of which changes a number:
+
+        * ``obs`` / ``next_obs`` are converted uint8 -> float / 255
+          (channels-last) once per batch, not once per network
+          (:meth:`ConvEncoder.prepare`);
+        * ``q_curr`` (critics at s and the resampled skill, critic parameters
+          frozen) reuses the critics' conv features at s, detached, instead of
+          running both conv encoders again: with frozen critic parameters and
+          uint8 input no gradient reached those convs anyway;
+        * the policy at s' runs without autograd (only detached / no-grad
+          values are read from it);
+        * with ``shared_image_encoder`` the shared (target) conv runs once for
+          both (target) critics; with ``freeze_policy_encoder`` and the prior
+          loaded, the policy reuses the prior's conv features.
+
+        Args:
+            batch: ``obs`` / ``next_obs`` (B, C, H, W) uint8 (or float in [0, 255]),
+                ``actions`` (B, Z).
+
+        Returns:
+            The generic forward's keys: ``action_dist_inputs`` / ``action_dist_inputs_next``
+            (B, 2Z), ``qf_preds`` / ``qf_twin_preds`` (B,), ``logp_resampled`` /
+            ``logp_next_resampled`` (B,), ``q_curr`` (B,), ``q_target_next`` (B,, detached),
+            and with the prior ``prior_dist_inputs`` / ``prior_dist_inputs_next`` (B, 2Z).
+        """
+        out: Dict[str, Any] = {}
+        x, x_next = ConvEncoder.prepare(batch[Columns.OBS]), ConvEncoder.prepare(batch[Columns.NEXT_OBS])
+        prior = getattr(self, "skill_prior", None)
+        if prior is not None:
+            with torch.no_grad():
+                prior_f, prior_f_next = prior.encoder.features(x), prior.encoder.features(x_next)
+                out[PRIOR_DIST_INPUTS] = to_squash_space(prior.head(prior_f), self.squash_scale)
+                out[PRIOR_DIST_INPUTS_NEXT] = to_squash_space(prior.head(prior_f_next), self.squash_scale)
+
+        # Policy at s (gradient) and s' (values only); the squash-space map that pi's forward hook applies.
+        if self._pi_reads_prior_features:
+            pi_f, pi_f_next = prior_f, prior_f_next
+        else:
+            pi_f = self.pi.encoder.features(x)
+            with torch.no_grad():
+                pi_f_next = self.pi.encoder.features(x_next)
+        logits = to_squash_space(self.pi.head(pi_f), self.squash_scale)
+        with torch.no_grad():
+            logits_next = to_squash_space(self.pi.head(pi_f_next), self.squash_scale)
+        out[Columns.ACTION_DIST_INPUTS] = logits
+        out[ACTION_DIST_INPUTS_NEXT] = logits_next
+
+        # Critics at (s, a): each conv once (once for both when shared).
+        actions = batch[Columns.ACTIONS].float()
+        q_f = self.qf_encoder.conv.features(x)
+        heads = [(self.qf, q_f)]
+        out[QF_PREDS] = self.qf(torch.cat([q_f, actions], dim=-1)).squeeze(-1)
+        if self.twin_q:
+            q2_f = q_f if self._shared_encoder else self.qf_twin_encoder.conv.features(x)
+            heads.append((self.qf_twin, q2_f))
+            out[QF_TWIN_PREDS] = self.qf_twin(torch.cat([q2_f, actions], dim=-1)).squeeze(-1)
+
+        dist_cls = self.get_train_action_dist_cls()
+        dist, dist_next = dist_cls.from_logits(logits), dist_cls.from_logits(logits_next)
+        actions_resampled, out["logp_resampled"] = dist.rsample_and_logp()
+        actions_next, logp_next = dist_next.sample_and_logp()
+        actions_next = actions_next.detach()
+        out["logp_next_resampled"] = logp_next.detach()
+
+        # q_curr: min of the critics at (s, ã), gradient into ã only (critic heads frozen, features detached).
+        head_params = [p for head, _ in heads for p in head.parameters()]
+        for p in head_params:
+            p.requires_grad_(False)
+        try:
+            q_curr = [head(torch.cat([f.detach(), actions_resampled], dim=-1)).squeeze(-1) for head, f in heads]
+        finally:
+            for p in head_params:
+                p.requires_grad_(True)
+        out["q_curr"] = torch.min(*q_curr) if len(q_curr) == 2 else q_curr[0]
+
+        # Target critics at (s', a'): each target conv once (once for both when shared).
+        with torch.no_grad():
+            t_f = self.target_qf_encoder.conv.features(x_next)
+            q_t = self.target_qf(torch.cat([t_f, actions_next], dim=-1)).squeeze(-1)
+            if self.twin_q:
+                t2_f = t_f if self._shared_encoder else self.target_qf_twin_encoder.conv.features(x_next)
+                q_t = torch.min(q_t, self.target_qf_twin(torch.cat([t2_f, actions_next], dim=-1)).squeeze(-1))
+        out["q_target_next"] = q_t.detach()
         return out
