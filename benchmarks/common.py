@@ -124,7 +124,9 @@ def interleaved_rates(steps: Dict[str, Callable[[], int]], rounds: int, seconds:
 
     Alternating A, B, C, A, B, C, ... spreads slow drifts of a shared machine
     (other jobs, CPU frequency) evenly over the workloads compared; the median
-    round is reported, and min/max show the spread.
+    round is reported, min/max show the spread, and ``samples`` holds the
+    per-round rates (round i of every workload ran back to back, so
+    per-round ratios pair them).
     """
     samples: Dict[str, List[float]] = {k: [] for k in steps}
     for _ in range(rounds):
@@ -132,7 +134,7 @@ def interleaved_rates(steps: Dict[str, Callable[[], int]], rounds: int, seconds:
             n, dt = run_for(fn, seconds, min_calls)
             samples[name].append(n / dt)
     return {
-        k: {"rate": statistics.median(v), "min": min(v), "max": max(v), "rounds": len(v)}
+        k: {"rate": statistics.median(v), "min": min(v), "max": max(v), "rounds": len(v), "samples": v}
         for k, v in samples.items()
     }
 

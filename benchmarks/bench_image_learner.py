@@ -1,0 +1,251 @@
+"""(8) SPiRL learner updates/s on image observations, batch 256: today's forward vs the faster variants.
+
+    python -m benchmarks.bench_image_learner            # ~6 min on 2 cores
+    python -m benchmarks.bench_image_learner --quick    # ~3 min, noisier
+    python -m benchmarks.run --only image_learner       # the same, as a section of the suite
+
+Workloads (per image shape: maze 2 x 32 x 32, block stacking 6 x 32 x 32,
+uint8; paper sizes otherwise: prior conv (8, 16, 32) kernel 3 + MLP 6 x 128
+with BatchNorm, |Z| = 10, critics 2 x 256 as in ``maze.yaml`` /
+``block_stacking.yaml``). Every learner is built from the same seed and runs
+``learner.update`` on the SAME fixed batch of K x 256 replay rows with
+``minibatch_size=256`` (the fast path ``SPiRL.training_step`` uses; K = 4
+gradient steps per call), one torch thread (what a Tune trial's learner gets):
+
+* ``today``: ``model_config["fused_image_forward"] = False``, i.e. RLlib's
+  generic SAC forward, the code path of the learner before the fused image
+  forward existed (10 conv-encoder passes per step: policy, 2 critics, the 2
+  critics again for ``q_curr``, 2 target critics, policy and prior at s').
+* ``fused``: the default; same math (``tests/test_image_prior.py`` checks
+  outputs and gradients agree bitwise), 8 conv passes, uint8 -> float once.
+* ``fused+shared``: ``shared_image_encoder`` (one critic conv, one target conv).
+* ``fused+frozen_pi``: ``freeze_policy_encoder`` (no policy conv backward;
+  the policy reuses the frozen prior's conv features).
+* ``fused+shared+frozen_pi``: both options.
+
+The workloads alternate (:func:`~benchmarks.common.interleaved_rates`): on a
+shared machine slow drifts hit them evenly; the median round and the ratio
+to ``today`` are reported. Besides, conv-level rows for the choices the
+variants rest on: channels-last vs channels-first, one conv call over
+cat([obs, next_obs]) vs two calls, and 1 vs 2 torch threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict
+
+import numpy as np
+
+from benchmarks.common import BATCH, LATENT_DIM, interleaved_rates, run_for
+
+#: (name, image shape, low-level action dim) of the image families.
+SHAPES = (("maze", (2, 32, 32), 2), ("blocks", (6, 32, 32), 3))
+#: gradient steps per learner call.
+K = 4
+#: variant name -> model_config overrides.
+VARIANTS: Dict[str, Dict[str, bool]] = {
+    "today": {"fused_image_forward": False},
+    "fused": {},
+    "fused+shared": {"shared_image_encoder": True},
+    "fused+frozen_pi": {"freeze_policy_encoder": True},
+    "fused+shared+frozen_pi": {"shared_image_encoder": True, "freeze_policy_encoder": True},
+}
+
+
+def _skill_model_file(out_dir: Path, shape, action_dim: int) -> str:
+    import torch
+
+    from spirl_ray.skills.checkpoint import save_skill_model
+    from spirl_ray.skills.models import SkillModel, SkillModelConfig
+
+    torch.manual_seed(0)
+    cfg = SkillModelConfig(obs_dim=int(np.prod(shape)), action_dim=action_dim, horizon=10, latent_dim=LATENT_DIM,
+                           image_shape=shape, beta=1e-2)
+    return str(save_skill_model(out_dir / f"skills_{'x'.join(map(str, shape))}.pt", SkillModel(cfg).eval()))
+
+
+def _learner(model_path: str, shape, overrides: Dict[str, bool]):
+    import gymnasium as gym
+    import torch
+
+    from spirl_ray.rl.spirl import SPiRLConfig
+
+    obs_space = gym.spaces.Box(0, 255, shape, np.uint8)
+    act_space = gym.spaces.Box(-2.0, 2.0, (LATENT_DIM,), np.float32)
+
+    class _Spaces(gym.Env):
+        observation_space, action_space = obs_space, act_space
+
+    config = (
+        SPiRLConfig()
+        .environment(observation_space=obs_space, action_space=act_space)
+        .training(skill_model_path=model_path, train_batch_size_per_learner=BATCH, critic_layers=2, critic_hidden=256,
+                  target_divergence=1.0, warmup_env_steps=0,
+                  shared_image_encoder=overrides.get("shared_image_encoder", False),
+                  freeze_policy_encoder=overrides.get("freeze_policy_encoder", False))
+        .rl_module(model_config={k: v for k, v in overrides.items() if k == "fused_image_forward"})
+    )
+    torch.manual_seed(0)
+    return config.build_learner(env=_Spaces())
+
+
+def _batch(shape, seed: int = 0):
+    from ray.rllib.core import DEFAULT_MODULE_ID
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+
+    rng = np.random.default_rng(seed)
+    n = K * BATCH
+    data = {
+        Columns.OBS: rng.integers(0, 256, (n, *shape), dtype=np.uint8),
+        Columns.NEXT_OBS: rng.integers(0, 256, (n, *shape), dtype=np.uint8),
+        Columns.ACTIONS: rng.uniform(-2, 2, (n, LATENT_DIM)).astype(np.float32),
+        Columns.REWARDS: rng.normal(size=n).astype(np.float32),
+        Columns.TERMINATEDS: (rng.random(n) < 0.01).astype(np.float32),
+    }
+    return MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(data)}, env_steps=n)
+
+
+def _update_fn(learner, batch) -> Callable[[], int]:
+    timesteps = {"num_env_steps_sampled_lifetime": 10**6}
+
+    def step() -> int:
+        learner.update(batch=batch, minibatch_size=BATCH, num_epochs=1, timesteps=timesteps)
+        return K
+
+    return step
+
+
+def _conv_rows(shape, rounds: int, seconds: float) -> Dict[str, Any]:
+    """Conv-level choices at batch 256: layout, cat vs two calls, threads (updates = encoder passes)."""
+    import torch
+
+    from spirl_ray.skills.models import ConvEncoder
+
+    torch.manual_seed(0)
+    enc = ConvEncoder(shape)
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.integers(0, 256, (BATCH, *shape), dtype=np.uint8))
+    x2 = torch.from_numpy(rng.integers(0, 256, (BATCH, *shape), dtype=np.uint8))
+    cf = x.float() * (1.0 / 255.0)
+    cl = ConvEncoder.prepare(x)
+    p, p2 = ConvEncoder.prepare(x), ConvEncoder.prepare(x2)
+
+    def fwd_bwd(inp):
+        def f() -> int:
+            enc.zero_grad(set_to_none=True)
+            enc.net(inp).flatten(1).sum().backward()
+            return 1
+        return f
+
+    def no_grad(fn):
+        def f() -> int:
+            with torch.no_grad():
+                fn()
+            return 1
+        return f
+
+    steps = {
+        "fwd_bwd_channels_first": fwd_bwd(cf),
+        "fwd_bwd_channels_last": fwd_bwd(cl),
+        "fwd_channels_first": no_grad(lambda: enc.net(cf).flatten(1)),
+        "fwd_channels_last": no_grad(lambda: enc.net(cl).flatten(1)),
+        # two images per call in both: obs and next_obs through one network (the prior / the policy at s')
+        "obs_next_two_calls": no_grad(lambda: (enc.features(p), enc.features(p2))),
+        "obs_next_one_cat_call": no_grad(lambda: enc.features(torch.cat([p, p2]))),
+    }
+    return interleaved_rates(steps, rounds, seconds, min_calls=3)
+
+
+def run(quick: bool = False) -> Dict[str, Any]:
+    import torch
+
+    rounds, seconds = (3, 3.0) if quick else (5, 4.0)
+    out: Dict[str, Any] = {"unit": f"gradient updates/s (batch {BATCH}, K={K} per learner call)", "shapes": {}}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="spirl_bench_img_") as tmp:
+        for name, shape, action_dim in SHAPES:
+            path = _skill_model_file(Path(tmp), shape, action_dim)
+            batch = _batch(shape)
+            learners = {v: _learner(path, shape, ov) for v, ov in VARIANTS.items()}
+            torch.set_num_threads(1)  # after the builds (a learner sets its threads when built)
+            steps = {v: _update_fn(lrn, batch) for v, lrn in learners.items()}
+            for fn in steps.values():  # warm-up
+                fn()
+            rates = interleaved_rates(steps, rounds, seconds, min_calls=2)
+            today = rates["today"]["rate"]
+            res: Dict[str, Any] = {"image_shape": list(shape), "rates": rates,
+                                   "ratio_vs_today": {v: r["rate"] / today for v, r in rates.items()}}
+            # The same-round ratio (each round's variant rate / that round's `today` rate) is less
+            # sensitive to drifts between rounds than the ratio of medians.
+            res["ratio_vs_today_paired_median"] = {
+                v: statistics.median(a / b for a, b in zip(r["samples"], rates["today"]["samples"]))
+                for v, r in rates.items()
+            }
+            # Threads: the default (fused) learner with 2 intra-op threads vs 1.
+            torch.set_num_threads(2)
+            n, dt = run_for(steps["fused"], seconds, 2)
+            torch.set_num_threads(1)
+            n1, dt1 = run_for(steps["fused"], seconds, 2)
+            res["fused_threads"] = {"1": n1 / dt1, "2": n / dt}
+            res["conv"] = _conv_rows(shape, rounds, seconds / 2)
+            out["shapes"][name] = res
+            del learners, steps
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def rows(res: Dict[str, Any]):
+    """(measurement rows (name, value, unit), ratio rows (name, value, floor)) for the suite's table."""
+    table, ratios = [], []
+    for name, r in res["shapes"].items():
+        shape = "x".join(map(str, r["image_shape"]))
+        for v, rate in r["rates"].items():
+            table.append((f"(8) {name} {shape} learner, {v}", f"{rate['rate']:.1f}",
+                          f"updates/s [{rate['min']:.1f}-{rate['max']:.1f}]"))
+        for v, ratio in r["ratio_vs_today_paired_median"].items():
+            if v != "today":
+                ratios.append((f"{name} image learner {v} / today", ratio, 3.0))
+        t = r["fused_threads"]
+        table.append((f"(8) {name} fused, 1 / 2 torch threads", f"{t['1']:.1f} / {t['2']:.1f}", "updates/s"))
+        c = r["conv"]
+        for k in ("fwd_bwd_channels_first", "fwd_bwd_channels_last", "fwd_channels_first", "fwd_channels_last",
+                  "obs_next_two_calls", "obs_next_one_cat_call"):
+            table.append((f"    {name} conv {k}", f"{c[k]['rate']:.0f}", "calls/s"))
+    return table, ratios
+
+
+def print_rows(res: Dict[str, Any]) -> None:
+    table, ratios = rows(res)
+    w = max(len(r[0]) for r in table + ratios)
+    for n, v, u in table:
+        print(f"{n:<{w}}  {v:>12}  {u}")
+    print("-" * (w + 30))
+    for n, v, floor in ratios:
+        print(f"{n:<{w}}  {v:>12.2f}  >= {floor:g}  {'MET' if v >= floor else 'MISSED'}")
+
+
+def main(argv=None) -> None:
+    import datetime as dt
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_image_learner", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer / shorter rounds (noisier)")
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="directory of the JSON file")
+    a = p.parse_args(argv)
+    res = run(a.quick)
+    print_rows(res)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"image-learner-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}{'-quick' if a.quick else ''}.json"
+    path.write_text(json.dumps(res, indent=2, default=float))
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
