@@ -413,7 +413,12 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
         * ``q_curr`` (critics at s and the resampled skill, critic parameters
           frozen) reuses the critics' conv features at s, detached, instead of
           running both conv encoders again: with frozen critic parameters and
-          uint8 input no gradient reached those convs anyway;
+          uint8 input no gradient reached those convs anyway. It even reuses
+          the features' product with the first critic layer: that layer is
+          computed as W_f·f + (W_a·a + b) (W = [W_f, W_a] split at the feature
+          width) instead of W·[f, a] + b, and W_f·f is the same at (s, a) and
+          (s, ã) -- the same sum in another order, equal to float rounding
+          (~1e-7 relative);
         * the policy at s' runs without autograd (only detached / no-grad
           values are read from it);
         * with ``shared_image_encoder`` the shared (target) conv runs once for
@@ -452,15 +457,16 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
         out[Columns.ACTION_DIST_INPUTS] = logits
         out[ACTION_DIST_INPUTS_NEXT] = logits_next
 
-        # Critics at (s, a): each conv once (once for both when shared).
+        # Critics at (s, a): each conv once (once for both when shared). The first linear layer is
+        # split, W [f, a] + b = W_f f + (W_a a + b): W_f f is the same at (s, a) and (s, ã).
         actions = batch[Columns.ACTIONS].float()
         q_f = self.qf_encoder.conv.features(x)
-        heads = [(self.qf, q_f)]
-        out[QF_PREDS] = self.qf(torch.cat([q_f, actions], dim=-1)).squeeze(-1)
+        heads = [(self.qf, _first_layer_feature_part(self.qf, q_f))]
+        out[QF_PREDS] = _critic_rest(self.qf, heads[0][1], actions)
         if self.twin_q:
             q2_f = q_f if self._shared_encoder else self.qf_twin_encoder.conv.features(x)
-            heads.append((self.qf_twin, q2_f))
-            out[QF_TWIN_PREDS] = self.qf_twin(torch.cat([q2_f, actions], dim=-1)).squeeze(-1)
+            heads.append((self.qf_twin, _first_layer_feature_part(self.qf_twin, q2_f)))
+            out[QF_TWIN_PREDS] = _critic_rest(self.qf_twin, heads[1][1], actions)
 
         dist_cls = self.get_train_action_dist_cls()
         dist, dist_next = dist_cls.from_logits(logits), dist_cls.from_logits(logits_next)
@@ -469,12 +475,12 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
         actions_next = actions_next.detach()
         out["logp_next_resampled"] = logp_next.detach()
 
-        # q_curr: min of the critics at (s, ã), gradient into ã only (critic heads frozen, features detached).
+        # q_curr: min of the critics at (s, ã), gradient into ã only (critic heads frozen, W_f f detached).
         head_params = [p for head, _ in heads for p in head.parameters()]
         for p in head_params:
             p.requires_grad_(False)
         try:
-            q_curr = [head(torch.cat([f.detach(), actions_resampled], dim=-1)).squeeze(-1) for head, f in heads]
+            q_curr = [_critic_rest(head, wf.detach(), actions_resampled) for head, wf in heads]
         finally:
             for p in head_params:
                 p.requires_grad_(True)
@@ -489,3 +495,17 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
                 q_t = torch.min(q_t, self.target_qf_twin(torch.cat([t2_f, actions_next], dim=-1)).squeeze(-1))
         out["q_target_next"] = q_t.detach()
         return out
+
+
+def _first_layer_feature_part(head: nn.Sequential, feats: torch.Tensor) -> torch.Tensor:
+    """W_f·f of a critic MLP's first layer: feats (B, F) -> (B, hidden), W_f = its first F input columns."""
+    return feats @ head[0].weight[:, : feats.shape[1]].t()
+
+
+def _critic_rest(head: nn.Sequential, wf: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Critic MLP on [f, a] given W_f·f (B, hidden) and a (B, Z): W_f·f + W_a·a + b, then the remaining layers -> (B,)."""
+    first = head[0]
+    h = wf + torch.addmm(first.bias, actions, first.weight[:, -actions.shape[1]:].t())
+    for layer in list(head)[1:]:
+        h = layer(h)
+    return h.squeeze(-1)
