@@ -111,3 +111,21 @@ def test_unknown_kitchen_subtask_is_refused_with_the_closest_names(tmp_path):
         load_config(_write(tmp_path, "name: x\nvariants:\n  - {name: a, set: {env.tasks_to_complete: [kettel]}}\n"))
     ok = load_config(_write(tmp_path, "name: x\nenv: {tasks_to_complete: [light switch, hinge cabinet]}\n"))
     assert ok.env.tasks_to_complete == ["light switch", "hinge cabinet"]
+
+
+def test_image_encoder_options_reach_the_algorithm_and_serialise_only_when_set(tmp_path):
+    from spirl_ray.experiments.pipeline import build_algo_config
+
+    a = load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: image}\n"))
+    b = load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: image}\n"
+                                     "rl: {shared_image_encoder: true, freeze_policy_encoder: true}\n"))
+    assert not {"shared_image_encoder", "freeze_policy_encoder"} & set(a.model_dump()["rl"])  # pins unchanged
+    assert b.model_dump()["rl"]["shared_image_encoder"] is True and b.model_dump()["rl"]["freeze_policy_encoder"] is True
+    fake = tmp_path / "skills.pt"  # not read: no validate()
+    algo_a, algo_b = build_algo_config(a, fake), build_algo_config(b, fake)
+    assert (algo_a.shared_image_encoder, algo_a.freeze_policy_encoder) == (False, False)
+    assert (algo_b.shared_image_encoder, algo_b.freeze_policy_encoder) == (True, True)
+    inc = algo_b._model_config_auto_includes
+    assert inc["shared_image_encoder"] is True and inc["freeze_policy_encoder"] is True
+    with pytest.raises(ConfigError, match="freeze_policy_encoder.*image states only"):
+        load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: state}\nrl: {freeze_policy_encoder: true}\n"))

@@ -148,6 +148,16 @@ class RLSection(_Section):
     replay_capacity: PositiveInt = Field(1_000_000, description="high-level transitions")
     critic_hidden: PositiveInt = 256
     critic_layers: PositiveInt = 5
+    shared_image_encoder: bool = Field(
+        False, description="image states (env.state 'image'): the twin critics share one conv encoder and the twin "
+        "target critics one target encoder (SAC-AE / DrQ), trained by both critic losses; ~1.2x learner updates/s "
+        "(benchmarks/bench_image_learner.py). false: each critic its own encoder, as in the reference SPiRL",
+    )
+    freeze_policy_encoder: bool = Field(
+        False, description="image states: the policy's conv encoder (copied from the prior) is not trained, only its "
+        "MLP; the policy still starts as the prior and reuses the frozen prior's conv features; ~1.3x learner "
+        "updates/s (benchmarks/bench_image_learner.py). false: the whole policy is trained, as in the reference SPiRL",
+    )
     num_env_runners: NonNegativeInt = Field(1, description="RLlib EnvRunner actors (0 = sample in the driver)")
     num_envs_per_env_runner: PositiveInt = 1
     num_cpus_per_env_runner: float = Field(1.0, gt=0)
@@ -178,6 +188,15 @@ class RLSection(_Section):
         if not v:
             raise ValueError("at least one seed is needed")
         return v
+
+    @model_serializer(mode="wrap")
+    def _serialise(self, handler):
+        """The image-encoder options only when set: the resolved configs written before they existed stay as they were."""
+        data = handler(self)
+        for key in ("shared_image_encoder", "freeze_policy_encoder"):
+            if data.get(key) is False:
+                data.pop(key, None)
+        return data
 
 
 class PriorRolloutSection(_Section):
@@ -287,6 +306,10 @@ class ExperimentConfig(_Section):
     @model_validator(mode="after")
     def _check_env_fit(self) -> "ExperimentConfig":
         self.env.check_experiment(self.data, get_method(self.rl.method).offline_model)
+        if not self.env.image_states:
+            on = [k for k in ("shared_image_encoder", "freeze_policy_encoder") if getattr(self.rl, k)]
+            if on:
+                raise ValueError(f"rl.{', rl.'.join(on)}: image states only (env.state 'image'); this env has state vectors")
         if self.env.image_states:
             try:
                 SkillModelConfig(obs_dim=4, action_dim=2, image_shape=(1, 2, 2), **self.skill_model)

@@ -274,6 +274,8 @@ def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int 
             replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": rl.replay_capacity},
             critic_hidden=rl.critic_hidden,
             critic_layers=rl.critic_layers,
+            shared_image_encoder=rl.shared_image_encoder,
+            freeze_policy_encoder=rl.freeze_policy_encoder,
         )
         .evaluation(
             evaluation_every_env_steps=cfg.evaluation.every_env_steps or None,
