@@ -23,11 +23,15 @@ gradient steps per call), one torch thread (what a Tune trial's learner gets):
   the policy reuses the frozen prior's conv features).
 * ``fused+shared+frozen_pi``: both options.
 
-The workloads alternate (:func:`~benchmarks.common.interleaved_rates`): on a
-shared machine slow drifts hit them evenly; the median round and the ratio
-to ``today`` are reported. Besides, conv-level rows for the choices the
+The learners alternate call by call (:func:`paired_rates`; the order rotates
+every round), so on a shared machine a stall of this process hits all of them
+alike. Each call is timed twice: wall clock and this process's CPU time
+(``time.process_time``; with one torch thread that is the time the update
+computed, not the time it waited for a core while other jobs ran). Reported:
+the median rate of each, and the median over rounds of the ratio to
+``today`` in the same round. Besides, conv-level rows for the choices the
 variants rest on: channels-last vs channels-first, one conv call over
-cat([obs, next_obs]) vs two calls, and 1 vs 2 torch threads.
+cat([obs, next_obs]) vs two calls, and 1 vs 2 torch threads (wall clock).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Any, Callable, Dict
 
 import numpy as np
 
-from benchmarks.common import BATCH, LATENT_DIM, interleaved_rates, run_for
+from benchmarks.common import BATCH, LATENT_DIM, run_for
 
 #: (name, image shape, low-level action dim) of the image families.
 SHAPES = (("maze", (2, 32, 32), 2), ("blocks", (6, 32, 32), 3))
@@ -122,7 +126,37 @@ def _update_fn(learner, batch) -> Callable[[], int]:
     return step
 
 
-def _conv_rows(shape, rounds: int, seconds: float) -> Dict[str, Any]:
+def paired_rates(steps: Dict[str, Callable[[], int]], rounds: int) -> Dict[str, Dict[str, Any]]:
+    """Items/s of several workloads called in alternation, one call each per round (order rotated per round).
+
+    Returns per workload: ``wall`` / ``cpu`` (median rate by wall clock / by process CPU time),
+    ``wall_min`` / ``wall_max``, the per-round ``wall_samples`` / ``cpu_samples``, and, for every
+    workload, ``ratio_wall`` / ``ratio_cpu``: the median over rounds of its rate over the FIRST
+    workload's rate in the same round.
+    """
+    names = list(steps)
+    wall = {k: [] for k in names}
+    cpu = {k: [] for k in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            n = steps[name]()
+            wall[name].append(n / (time.perf_counter() - t0))
+            cpu[name].append(n / max(time.process_time() - c0, 1e-9))
+    ref = names[0]
+    return {
+        k: {
+            "wall": statistics.median(wall[k]), "cpu": statistics.median(cpu[k]),
+            "wall_min": min(wall[k]), "wall_max": max(wall[k]),
+            "ratio_wall": statistics.median(a / b for a, b in zip(wall[k], wall[ref])),
+            "ratio_cpu": statistics.median(a / b for a, b in zip(cpu[k], cpu[ref])),
+            "wall_samples": wall[k], "cpu_samples": cpu[k], "rounds": rounds,
+        }
+        for k in names
+    }
+
+
+def _conv_rows(shape, rounds: int) -> Dict[str, Any]:
     """Conv-level choices at batch 256: layout, cat vs two calls, threads (updates = encoder passes)."""
     import torch
 
@@ -160,13 +194,21 @@ def _conv_rows(shape, rounds: int, seconds: float) -> Dict[str, Any]:
         "obs_next_two_calls": no_grad(lambda: (enc.features(p), enc.features(p2))),
         "obs_next_one_cat_call": no_grad(lambda: enc.features(torch.cat([p, p2]))),
     }
-    return interleaved_rates(steps, rounds, seconds, min_calls=3)
+    def ten(fn):
+        def f() -> int:
+            for _ in range(10):
+                fn()
+            return 10
+        return f
+
+    return paired_rates({k: ten(fn) for k, fn in steps.items()}, rounds)
 
 
 def run(quick: bool = False) -> Dict[str, Any]:
     import torch
 
-    rounds, seconds = (3, 3.0) if quick else (5, 4.0)
+    seconds = 2.0 if quick else 4.0
+    calls = 12 if quick else 30
     out: Dict[str, Any] = {"unit": f"gradient updates/s (batch {BATCH}, K={K} per learner call)", "shapes": {}}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="spirl_bench_img_") as tmp:
@@ -178,23 +220,14 @@ def run(quick: bool = False) -> Dict[str, Any]:
             steps = {v: _update_fn(lrn, batch) for v, lrn in learners.items()}
             for fn in steps.values():  # warm-up
                 fn()
-            rates = interleaved_rates(steps, rounds, seconds, min_calls=2)
-            today = rates["today"]["rate"]
-            res: Dict[str, Any] = {"image_shape": list(shape), "rates": rates,
-                                   "ratio_vs_today": {v: r["rate"] / today for v, r in rates.items()}}
-            # The same-round ratio (each round's variant rate / that round's `today` rate) is less
-            # sensitive to drifts between rounds than the ratio of medians.
-            res["ratio_vs_today_paired_median"] = {
-                v: statistics.median(a / b for a, b in zip(r["samples"], rates["today"]["samples"]))
-                for v, r in rates.items()
-            }
+            res: Dict[str, Any] = {"image_shape": list(shape), "rates": paired_rates(steps, calls)}
             # Threads: the default (fused) learner with 2 intra-op threads vs 1.
             torch.set_num_threads(2)
             n, dt = run_for(steps["fused"], seconds, 2)
             torch.set_num_threads(1)
             n1, dt1 = run_for(steps["fused"], seconds, 2)
             res["fused_threads"] = {"1": n1 / dt1, "2": n / dt}
-            res["conv"] = _conv_rows(shape, rounds, seconds / 2)
+            res["conv"] = _conv_rows(shape, calls)
             out["shapes"][name] = res
             del learners, steps
     out["seconds"] = time.perf_counter() - t0
@@ -207,17 +240,18 @@ def rows(res: Dict[str, Any]):
     for name, r in res["shapes"].items():
         shape = "x".join(map(str, r["image_shape"]))
         for v, rate in r["rates"].items():
-            table.append((f"(8) {name} {shape} learner, {v}", f"{rate['rate']:.1f}",
-                          f"updates/s [{rate['min']:.1f}-{rate['max']:.1f}]"))
-        for v, ratio in r["ratio_vs_today_paired_median"].items():
+            table.append((f"(8) {name} {shape} learner, {v}", f"{rate['cpu']:.1f} / {rate['wall']:.1f}",
+                          f"updates/s by CPU time / wall clock (wall {rate['wall_min']:.1f}-{rate['wall_max']:.1f})"))
+        for v, rate in r["rates"].items():
             if v != "today":
-                ratios.append((f"{name} image learner {v} / today", ratio, 3.0))
+                ratios.append((f"{name} image learner {v} / today, CPU time", rate["ratio_cpu"], 3.0))
+                ratios.append((f"{name} image learner {v} / today, wall clock", rate["ratio_wall"], 3.0))
         t = r["fused_threads"]
         table.append((f"(8) {name} fused, 1 / 2 torch threads", f"{t['1']:.1f} / {t['2']:.1f}", "updates/s"))
         c = r["conv"]
         for k in ("fwd_bwd_channels_first", "fwd_bwd_channels_last", "fwd_channels_first", "fwd_channels_last",
                   "obs_next_two_calls", "obs_next_one_cat_call"):
-            table.append((f"    {name} conv {k}", f"{c[k]['rate']:.0f}", "calls/s"))
+            table.append((f"    {name} conv {k}", f"{c[k]['cpu']:.0f} / {c[k]['wall']:.0f}", "calls/s by CPU time / wall"))
     return table, ratios
 
 

@@ -14,6 +14,9 @@ Sections (all in one run, on this machine):
 6. ``memory``   peak RSS with a 1M-transition replay + learner + 2 EnvRunners
 7. ``e2e``      SPiRL training after warm-up on the kitchen skill env (1 runner) and the
                 projected wall time of the paper budget (1.5M env steps)
+8. ``image_learner`` SPiRL learner updates/s on maze / block-stacking images: today's
+                forward vs the fused forward and the image-encoder options
+                (``benchmarks/bench_image_learner.py``)
 
 Results go to ``benchmarks/results/<timestamp>.json`` (git-ignored); the path is printed.
 """
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("env", "prior", "learner", "sampling", "e2e", "memory")
+SECTIONS = ("env", "prior", "learner", "sampling", "e2e", "memory", "image_learner")
 
 
 def _git_rev() -> str:
@@ -112,6 +115,14 @@ def _rows(res: Dict[str, Any]) -> Tuple[List[Tuple[str, str, str]], List[Dict[st
         rows.append((f"(7) SPiRL end-to-end, {e2e['num_env_runners']} runner", f"{e2e['env_steps_per_s']:.0f}", "env steps/s"))
         rows.append(("    updates", f"{e2e['updates_per_s']:.1f}", "updates/s"))
         rows.append(("    paper budget (1.5M env steps) projected", f"{e2e['paper_budget_hours']:.1f}", "hours / seed"))
+    img = res.get("image_learner")
+    if img:
+        from benchmarks.bench_image_learner import rows as image_rows
+
+        table, img_ratios = image_rows(img)
+        rows.extend(table)
+        for name, value, floor in img_ratios:
+            ratio(name, value, floor)
     return rows, ratios
 
 
@@ -200,6 +211,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 section("sampling", lambda: bench_sampling.sampling(model_path, a.quick))
                 section("e2e", lambda: bench_sampling.end_to_end(model_path, a.quick))
         section("memory", lambda: bench_memory.run(model_path, a.quick))
+        if "image_learner" in only:
+            from benchmarks import bench_image_learner
+
+            section("image_learner", lambda: bench_image_learner.run(a.quick))
 
     res["meta"]["load_avg_1min_end"] = loadavg()
     res["meta"]["wall_s"] = time.perf_counter() - t_start
