@@ -278,6 +278,9 @@ def test_image_learner_steps_equal_rllib_reference_path(image_prior_path, option
     ref = _image_learner(image_prior_path, fast=False, fused_image_forward=False, **options)
     fast = _image_learner(image_prior_path, **options)
     s0 = _state(ref)
+    owned = [id(p) for _, opt in fast.get_optimizers_for_module(DEFAULT_MODULE_ID) for g in opt.param_groups
+             for p in g["params"]]
+    assert len(owned) == len(set(owned))  # a shared conv is stepped by one optimizer, once
     for k, v in _state(fast).items():
         torch.testing.assert_close(v, s0[k], rtol=0, atol=0, msg=k)
     data, b, steps, ts = _image_data(48), 16, 3, {"num_env_steps_sampled_lifetime": 1000}
@@ -300,3 +303,19 @@ def test_image_learner_steps_equal_rllib_reference_path(image_prior_path, option
         prior = load_skill_model(image_prior_path).prior
         for k, v in prior.encoder.state_dict().items():
             assert torch.equal(s_fast[f"pi.encoder.{k}"], v), k
+
+
+def test_frozen_policy_encoder_that_is_not_the_priors_runs_on_its_own(image_prior_path):
+    """freeze_policy_encoder reuses the prior's conv features only while the policy's conv IS the prior's."""
+    generic = _perturbed_module(image_prior_path, fused_image_forward=False, freeze_policy_encoder=True)
+    fused = _perturbed_module(image_prior_path, freeze_policy_encoder=True)
+    for m in (generic, fused):  # e.g. a checkpoint of a run that trained the policy's conv
+        with torch.no_grad():
+            m.pi.encoder.net[0].weight.mul_(1.5)
+    batch = _image_batch()
+    torch.manual_seed(5)
+    ref = generic.forward_train(batch)
+    torch.manual_seed(5)
+    out = fused.forward_train(batch)
+    for k in (Columns.ACTION_DIST_INPUTS, "action_dist_inputs_next", "q_target_next"):
+        torch.testing.assert_close(out[k], ref[k], rtol=1e-6, atol=1e-6, msg=k)

@@ -423,7 +423,9 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
           values are read from it);
         * with ``shared_image_encoder`` the shared (target) conv runs once for
           both (target) critics; with ``freeze_policy_encoder`` and the prior
-          loaded, the policy reuses the prior's conv features.
+          loaded, the policy reuses the prior's conv features (checked every
+          step to be the same weights: a frozen policy encoder restored from
+          elsewhere runs on its own).
 
         Args:
             batch: ``obs`` / ``next_obs`` (B, C, H, W) uint8 (or float in [0, 255]),
@@ -445,7 +447,7 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
                 out[PRIOR_DIST_INPUTS_NEXT] = to_squash_space(prior.head(prior_f_next), self.squash_scale)
 
         # Policy at s (gradient) and s' (values only); the squash-space map that pi's forward hook applies.
-        if self._pi_reads_prior_features:
+        if self._pi_reads_prior_features and _same_weights(self.pi.encoder, prior.encoder):
             pi_f, pi_f_next = prior_f, prior_f_next
         else:
             pi_f = self.pi.encoder.features(x)
@@ -509,3 +511,8 @@ def _critic_rest(head: nn.Sequential, wf: torch.Tensor, actions: torch.Tensor) -
     for layer in list(head)[1:]:
         h = layer(h)
     return h.squeeze(-1)
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two modules of the same architecture hold equal parameters (a few small conv tensors: ~µs)."""
+    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
