@@ -129,3 +129,6 @@ def test_image_encoder_options_reach_the_algorithm_and_serialise_only_when_set(t
     assert inc["shared_image_encoder"] is True and inc["freeze_policy_encoder"] is True
     with pytest.raises(ConfigError, match="freeze_policy_encoder.*image states only"):
         load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: state}\nrl: {freeze_policy_encoder: true}\n"))
+    with pytest.raises(ConfigError, match="does not copy the prior"):
+        load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: image}\n"
+                                     "rl: {method: sac, freeze_policy_encoder: true}\n"))

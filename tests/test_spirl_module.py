@@ -215,6 +215,10 @@ def test_config_validation_errors(skill_model_path, tmp_path):
         _config(skill_model_path, kl_estimator="exact").validate()
     with pytest.raises(ValueError, match="skill_model_path is required"):
         _config(None).validate()
+    with pytest.raises(ValueError, match="freeze_policy_encoder=True .* needs init_policy_from_prior"):
+        _config(skill_model_path, init_policy_from_prior=False, freeze_policy_encoder=True).validate()
+    with pytest.raises(ValueError, match="shared_image_encoder must be a bool"):
+        _config(skill_model_path, shared_image_encoder="yes").validate()
     # SAC from scratch in skill space needs no skill model.
     _config(None, use_skill_prior=False, init_policy_from_prior=False).validate()
 

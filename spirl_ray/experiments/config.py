@@ -310,6 +310,9 @@ class ExperimentConfig(_Section):
             on = [k for k in ("shared_image_encoder", "freeze_policy_encoder") if getattr(self.rl, k)]
             if on:
                 raise ValueError(f"rl.{', rl.'.join(on)}: image states only (env.state 'image'); this env has state vectors")
+        if self.rl.freeze_policy_encoder and not get_method(self.rl.method).init_policy_from_prior:
+            raise ValueError(f"rl.freeze_policy_encoder freezes the conv encoder copied from the prior; method "
+                             f"{self.rl.method!r} does not copy the prior into the policy")
         if self.env.image_states:
             try:
                 SkillModelConfig(obs_dim=4, action_dim=2, image_shape=(1, 2, 2), **self.skill_model)

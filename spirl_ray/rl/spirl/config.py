@@ -201,9 +201,9 @@ class SPiRLConfig(SACConfig):
                 encoder (copied from the prior, appendix F) is not trained; the
                 actor loss trains the policy's MLP only. The policy still
                 starts as the prior, and its conv features are the frozen
-                prior's (computed once per batch for both). Default False
-                (the whole policy is trained, as in the reference SPiRL).
-                Faster, a different learner.
+                prior's (computed once per batch for both). Needs
+                ``init_policy_from_prior``. Default False (the whole policy is
+                trained, as in the reference SPiRL). Faster, a different learner.
             learner_fast_path: True (default): the gradient steps of a
                 ``training_step`` go to the learner as ONE batch of K x
                 ``train_batch_size_per_learner`` replay samples, and the learner
@@ -372,6 +372,9 @@ class SPiRLConfig(SACConfig):
             )
         elif self.skill_model_path and not Path(self.skill_model_path).is_file():
             errors.append(f"skill_model_path {self.skill_model_path!r} does not exist")
+        if self.freeze_policy_encoder is True and not self.init_policy_from_prior:
+            errors.append("freeze_policy_encoder=True freezes the conv encoder copied from the prior: it needs "
+                          "init_policy_from_prior=True (else the policy would read a frozen random encoder)")
         if errors:
             raise ValueError("invalid SPiRLConfig:\n  - " + "\n  - ".join(errors))
 
