@@ -150,12 +150,12 @@ class RLSection(_Section):
     critic_layers: PositiveInt = 5
     shared_image_encoder: bool = Field(
         False, description="image states (env.state 'image'): the twin critics share one conv encoder and the twin "
-        "target critics one target encoder (SAC-AE / DrQ), trained by both critic losses; ~1.2x learner updates/s "
+        "target critics one target encoder (SAC-AE / DrQ), trained by both critic losses; ~1.25x learner updates/s "
         "(benchmarks/bench_image_learner.py). false: each critic its own encoder, as in the reference SPiRL",
     )
     freeze_policy_encoder: bool = Field(
         False, description="image states: the policy's conv encoder (copied from the prior) is not trained, only its "
-        "MLP; the policy still starts as the prior and reuses the frozen prior's conv features; ~1.3x learner "
+        "MLP; the policy still starts as the prior and reuses the frozen prior's conv features; ~1.25x learner "
         "updates/s (benchmarks/bench_image_learner.py). false: the whole policy is trained, as in the reference SPiRL",
     )
     num_env_runners: NonNegativeInt = Field(1, description="RLlib EnvRunner actors (0 = sample in the driver)")

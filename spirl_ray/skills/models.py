@@ -172,7 +172,7 @@ class ConvEncoder(nn.Module):
         The convolutions run on a channels-last copy of the input: the same
         numbers, but faster on CPU for these small channel counts
         (``python -m benchmarks.bench_image_learner``, "conv layout" rows: a
-        forward + backward at batch 256 ~1.2x faster than channels-first);
+        forward + backward at batch 256 1.2-1.3x faster than channels-first);
         the flattened features keep the logical (C, H, W) order. Equals
         ``features(prepare(x))``.
         """
