@@ -58,6 +58,15 @@ of the skill prior network"):
   generic forward, the reference ``tests/test_image_prior.py`` compares it to).
 * ``skill_prior``: the frozen prior p(z|s) — learner side only (not built when
   ``inference_only``), never trained, absent from EnvRunners.
+* Cached prior features (image observations, the prior loaded): a training
+  batch may carry the columns ``prior_features`` / ``prior_features_next``,
+  the frozen prior's conv features of ``obs`` / ``next_obs`` computed once by
+  :meth:`SPiRLTorchRLModule.prior_features` when the transition entered the
+  replay (``SPiRLConfig.training(cache_prior_features=True)``). The fused
+  forward reads them instead of running the prior's conv (and, with
+  ``freeze_policy_encoder``, the policy's) at every replay of the
+  transition; only while the prior's conv still holds the weights the last
+  features were computed with (checked every step), else it computes them.
 * ``sampling_prior`` + buffer ``prior_sample_prob`` (ω), only with
   ``prior_sampling`` ("SPiRL w/o prior init", appendix F): on every side,
   exploration draws each skill from the prior with probability ω instead of
@@ -77,6 +86,7 @@ file ``conv_channels`` and ``conv_kernel``; for image observations
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from typing import Any, Dict, List
 
@@ -97,6 +107,10 @@ from spirl_ray.skills.models import ConvEncoder, GaussianMLP, build_mlp, freeze_
 #: ``fwd_out`` keys holding the prior's (B, 2Z) Gaussian params at ``obs`` / ``next_obs``.
 PRIOR_DIST_INPUTS = "prior_dist_inputs"
 PRIOR_DIST_INPUTS_NEXT = "prior_dist_inputs_next"
+#: batch columns (optional) holding the frozen prior's (B, F) float32 conv features of ``obs`` / ``next_obs``,
+#: computed once per transition when it enters the replay (:meth:`SPiRLTorchRLModule.prior_features`).
+PRIOR_FEATURES = "prior_features"
+PRIOR_FEATURES_NEXT = "prior_features_next"
 
 #: defaults of the model_config keys this module reads.
 MODEL_DEFAULTS: Dict[str, Any] = {
@@ -230,6 +244,7 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
         self._image = bool(image)
         self._shared_encoder = bool(image) and bool(self._cfg("shared_image_encoder"))
         self._pi_reads_prior_features = False
+        self._prior_feature_weights: List[torch.Tensor] | None = None  # the prior conv's, at the last prior_features()
 
         self.pi_encoder = _ObsEncoder()
         self.pi = freeze_batch_norm(
@@ -389,6 +404,72 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
         with torch.no_grad():
             return to_squash_space(self.skill_prior(obs.float()), self.squash_scale)
 
+    def prior_features(self, obs: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        """The frozen prior's conv features of image observations, for the replay's feature cache.
+
+        Exactly (bit for bit) what the fused learner forward computes for the
+        same rows of any training batch of >= 2 rows: the conv is
+        row-independent (no BatchNorm), and a batch of one image takes another
+        CPU conv kernel (differs by ~1e-7), so a single image is computed in a
+        batch of two. Remembers the prior conv's weights: the forward uses a
+        batch's cached columns only while the prior still holds them.
+
+        Args:
+            obs: (N, C, H, W) uint8 images (or float in [0, 255]), N >= 1.
+            chunk: rows per conv call (bounds the float copy: chunk x C x H x W x 4 bytes).
+
+        Returns:
+            (N, F) float32, F = the prior conv's ``out_dim`` (paper sizes: 512), no gradient.
+
+        Raises:
+            ValueError: the module has no image skill prior (vector states, ``use_skill_prior=False``,
+                or an ``inference_only`` module).
+        """
+        prior = getattr(self, "skill_prior", None)
+        if not self._image or prior is None:
+            raise ValueError("prior_features needs image observations and the skill prior loaded on the learner "
+                             "(use_skill_prior=True, skill_model_path set, not inference_only)")
+        obs = torch.as_tensor(obs)
+        n = int(obs.shape[0])
+        params = list(prior.encoder.parameters())
+        if self._prior_feature_weights is None or not _same_tensors(params, self._prior_feature_weights):
+            self._prior_feature_weights = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            if n == 1:
+                return prior.encoder.features(ConvEncoder.prepare(obs.expand(2, *obs.shape[1:])))[:1]
+            out = []
+            for start in range(0, n, chunk):
+                part = obs[start:start + chunk]
+                if len(part) == 1:  # a last chunk of one row: computed with its neighbour
+                    out.append(prior.encoder.features(ConvEncoder.prepare(obs[start - 1:start + 1]))[1:])
+                else:
+                    out.append(prior.encoder.features(ConvEncoder.prepare(part)))
+            return torch.cat(out) if len(out) > 1 else out[0]
+
+    def prior_features_key(self) -> str:
+        """Fingerprint (hex SHA-256) of the prior conv's weights: equal keys, equal features.
+
+        Raises:
+            ValueError: as :meth:`prior_features`.
+        """
+        prior = getattr(self, "skill_prior", None)
+        if not self._image or prior is None:
+            raise ValueError("prior_features_key needs image observations and the skill prior loaded on the learner")
+        h = hashlib.sha256()
+        for name, p in prior.encoder.state_dict().items():
+            h.update(name.encode())
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def _cached_prior_features(self, batch: Dict[str, Any]):
+        """(features at s, at s') from the batch's cache columns, or None when absent or not the prior's any more."""
+        f, f_next = batch.get(PRIOR_FEATURES), batch.get(PRIOR_FEATURES_NEXT)
+        if f is None or f_next is None or self._prior_feature_weights is None:
+            return None
+        if not _same_tensors(list(self.skill_prior.encoder.parameters()), self._prior_feature_weights):
+            return None
+        return f.float(), f_next.float()
+
     @override(DefaultSACTorchRLModule)
     def _forward_train_continuous(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         if self._image and self._cfg("fused_image_forward"):
@@ -425,11 +506,18 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
           both (target) critics; with ``freeze_policy_encoder`` and the prior
           loaded, the policy reuses the prior's conv features (checked every
           step to be the same weights: a frozen policy encoder restored from
-          elsewhere runs on its own).
+          elsewhere runs on its own);
+        * with the batch columns ``prior_features`` / ``prior_features_next``
+          (the replay's cache, ``cache_prior_features``), the prior's conv
+          does not run at all: its features were computed once when the
+          transition entered the replay, by :meth:`prior_features`, bit for
+          bit what it would compute here. Used only while the prior's conv
+          holds the weights of the last :meth:`prior_features` call (checked
+          every step); otherwise the columns are ignored.
 
         Args:
             batch: ``obs`` / ``next_obs`` (B, C, H, W) uint8 (or float in [0, 255]),
-                ``actions`` (B, Z).
+                ``actions`` (B, Z); optionally ``prior_features`` / ``prior_features_next`` (B, F) float32.
 
         Returns:
             The generic forward's keys: ``action_dist_inputs`` / ``action_dist_inputs_next``
@@ -442,7 +530,11 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
         prior = getattr(self, "skill_prior", None)
         if prior is not None:
             with torch.no_grad():
-                prior_f, prior_f_next = prior.encoder.features(x), prior.encoder.features(x_next)
+                cached = self._cached_prior_features(batch)
+                if cached is not None:
+                    prior_f, prior_f_next = cached
+                else:
+                    prior_f, prior_f_next = prior.encoder.features(x), prior.encoder.features(x_next)
                 out[PRIOR_DIST_INPUTS] = to_squash_space(prior.head(prior_f), self.squash_scale)
                 out[PRIOR_DIST_INPUTS_NEXT] = to_squash_space(prior.head(prior_f_next), self.squash_scale)
 
@@ -515,4 +607,9 @@ def _critic_rest(head: nn.Sequential, wf: torch.Tensor, actions: torch.Tensor) -
 
 def _same_weights(a: nn.Module, b: nn.Module) -> bool:
     """Whether two modules of the same architecture hold equal parameters (a few small conv tensors: ~µs)."""
-    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    return _same_tensors(list(a.parameters()), list(b.parameters()))
+
+
+def _same_tensors(a: List[torch.Tensor], b: List[torch.Tensor]) -> bool:
+    """Whether two lists of tensors are equal element by element (same length, shapes and values)."""
+    return len(a) == len(b) and all(p.shape == q.shape and torch.equal(p, q) for p, q in zip(a, b))

@@ -1,0 +1,204 @@
+"""The replay's cache of the frozen prior's conv features (``cache_prior_features``): same learner, bit for bit."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.columns import Columns
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+
+from spirl_ray.rl.spirl import SPiRLConfig, SPiRLTorchRLModule
+from spirl_ray.rl.spirl.rl_module import PRIOR_DIST_INPUTS, PRIOR_FEATURES, PRIOR_FEATURES_NEXT
+from spirl_ray.skills.checkpoint import save_skill_model
+from spirl_ray.skills.models import ConvEncoder, SkillModel, SkillModelConfig
+
+IMG = (2, 32, 32)
+Z, H, A = 4, 5, 2
+B, K = 16, 3
+
+
+@pytest.fixture(scope="module")
+def prior_path(tmp_path_factory):
+    """An image skill model with non-trivial BatchNorm statistics in its prior MLP."""
+    torch.manual_seed(0)
+    cfg = SkillModelConfig(obs_dim=int(np.prod(IMG)), action_dim=A, image_shape=IMG, horizon=H, latent_dim=Z,
+                           prior_hidden=32, prior_layers=3, lstm_hidden=16, beta=1e-2)
+    model = SkillModel(cfg)
+    model.prior.train()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _ in range(5):
+            model.prior(torch.randint(0, 256, (64, *IMG), dtype=torch.uint8, generator=g))
+    model.eval()
+    return str(save_skill_model(tmp_path_factory.mktemp("cache") / "skills.pt", model))
+
+
+def _spaces():
+    return gym.spaces.Box(0, 255, IMG, np.uint8), gym.spaces.Box(-2, 2, (Z,), np.float32)
+
+
+def _learner(path, **training):
+    obs_space, act_space = _spaces()
+
+    class _Env(gym.Env):
+        observation_space, action_space = obs_space, act_space
+
+    config = (SPiRLConfig().environment(observation_space=obs_space, action_space=act_space)
+              .training(skill_model_path=path, train_batch_size_per_learner=B, target_divergence=1.0, tau=0.3,
+                        actor_lr=3e-3, critic_lr=3e-3, **training)
+              .rl_module(model_config={"critic_hidden": 32, "critic_layers": 2}))
+    torch.manual_seed(0)
+    return config.build_learner(env=_Env())
+
+
+def _data(n=K * B, seed=4):
+    rng = np.random.default_rng(seed)
+    return {Columns.OBS: rng.integers(0, 256, (n, *IMG), dtype=np.uint8),
+            Columns.NEXT_OBS: rng.integers(0, 256, (n, *IMG), dtype=np.uint8),
+            Columns.ACTIONS: rng.uniform(-1, 1, (n, Z)).astype(np.float32),
+            Columns.REWARDS: rng.normal(size=n).astype(np.float32),
+            Columns.TERMINATEDS: (rng.random(n) < 0.2).astype(np.float32)}
+
+
+def _with_features(learner, data, swap=False):
+    module = learner.module[DEFAULT_MODULE_ID]
+    f = module.prior_features(torch.from_numpy(data[Columns.OBS])).numpy()
+    f_next = module.prior_features(torch.from_numpy(data[Columns.NEXT_OBS])).numpy()
+    if swap:
+        f, f_next = f_next, f
+    return {**data, PRIOR_FEATURES: f, PRIOR_FEATURES_NEXT: f_next}
+
+
+def _run(learner, data):
+    """K fast-path gradient steps; returns (last step's loss stats, every parameter's last gradient, new state)."""
+    torch.manual_seed(0)
+    res = learner.update(batch=MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(data)}, env_steps=len(data[Columns.REWARDS])),
+                         minibatch_size=B, num_epochs=1, timesteps={"num_env_steps_sampled_lifetime": 1000})
+    module = learner.module[DEFAULT_MODULE_ID]
+    stats = {k: float(v.peek()) for k, v in res[DEFAULT_MODULE_ID].items()
+             if k in ("policy_loss", "qf_loss", "qf_twin_loss", "alpha_loss", "kl_to_prior", "qf_target_mean")}
+    grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+    state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    return stats, grads, state
+
+
+OPTIONS = [{}, {"freeze_policy_encoder": True}, {"shared_image_encoder": True, "freeze_policy_encoder": True}]
+OPTION_IDS = ["separate", "frozen_pi", "shared+frozen_pi"]
+
+
+def test_prior_features_are_the_forward_conv_features_bit_for_bit(prior_path):
+    """Any number of rows, one image included, gives exactly the rows of a batch-of-16 forward conv."""
+    module = _learner(prior_path).module[DEFAULT_MODULE_ID]
+    x = torch.from_numpy(_data(33)[Columns.OBS])
+    with torch.no_grad():
+        ref = module.skill_prior.encoder.features(ConvEncoder.prepare(x[:16]))
+    assert ref.shape == (16, module.skill_prior.encoder.out_dim) and ref.dtype == torch.float32
+    for n in (1, 2, 3, 16, 33):
+        assert torch.equal(module.prior_features(x[:n])[: min(n, 16)], ref[: min(n, 16)]), n
+    assert torch.equal(module.prior_features(x, chunk=16)[:16], ref)  # a last chunk of one row (33 = 2 x 16 + 1)
+    assert torch.equal(module.prior_features(x, chunk=16)[32:], module.prior_features(x[32:]))
+    # the fingerprint follows the prior conv's weights
+    key = module.prior_features_key()
+    assert key == _learner(prior_path).module[DEFAULT_MODULE_ID].prior_features_key()
+    with torch.no_grad():
+        module.skill_prior.encoder.net[0].bias.add_(1e-3)
+    assert module.prior_features_key() != key
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
+def test_learner_steps_with_cached_features_equal_steps_without(prior_path, options):
+    """K gradient steps on a batch carrying the cache == on the batch without it: the losses, every gradient and
+    every parameter bit for bit; the same batch with s and s' features swapped gives other numbers."""
+    data = _data()
+    ref = _run(_learner(prior_path, **options), data)
+    cached = _learner(prior_path, **options)
+    out = _run(cached, _with_features(cached, data))
+    for r, o in zip(ref, out):
+        assert set(r) == set(o) and r
+        for k in r:
+            assert torch.equal(torch.as_tensor(o[k]), torch.as_tensor(r[k])), k
+    swapped = _learner(prior_path, **options)
+    bad = _run(swapped, _with_features(swapped, data, swap=True))
+    assert bad[0]["kl_to_prior"] != ref[0]["kl_to_prior"]
+    assert not torch.equal(bad[2]["pi.net.0.weight"], ref[2]["pi.net.0.weight"])
+
+
+def _module(path, **model_config):
+    obs_space, act_space = _spaces()
+    torch.manual_seed(1)
+    mc = {"skill_model_path": path, "twin_q": True, "policy_hidden": 32, "policy_layers": 3, "critic_hidden": 32,
+          "critic_layers": 2, "squash_scale": 2.0, **model_config}
+    module = SPiRLTorchRLModule(observation_space=obs_space, action_space=act_space, model_config=mc)
+    module.make_target_networks()
+    return module
+
+
+def _forward(module, batch):
+    torch.manual_seed(5)
+    return module.forward_train(batch)
+
+
+def _batch(module, garbage=False):
+    data = _data(B)
+    batch = {k: torch.from_numpy(v) for k, v in data.items() if k in (Columns.OBS, Columns.NEXT_OBS, Columns.ACTIONS)}
+    f, f_next = module.prior_features(batch[Columns.OBS]), module.prior_features(batch[Columns.NEXT_OBS])
+    if garbage:
+        f, f_next = torch.rand_like(f), torch.rand_like(f_next)
+    return batch, {**batch, PRIOR_FEATURES: f, PRIOR_FEATURES_NEXT: f_next}
+
+
+def test_forward_reads_the_cache_for_the_prior_and_a_frozen_policy_that_is_the_prior(prior_path):
+    module = _module(prior_path, freeze_policy_encoder=True)
+    plain, cached = _batch(module, garbage=True)
+    ref, out = _forward(module, plain), _forward(module, cached)
+    # garbage in the cache reaches the prior's and the policy's outputs: the columns are read ...
+    assert not torch.allclose(out[PRIOR_DIST_INPUTS], ref[PRIOR_DIST_INPUTS])
+    assert not torch.allclose(out[Columns.ACTION_DIST_INPUTS], ref[Columns.ACTION_DIST_INPUTS])
+    # ... and nothing else: the critics read the images
+    assert torch.equal(out["qf_preds"], ref["qf_preds"])
+
+
+def test_policy_whose_conv_is_not_the_priors_does_not_read_the_cache(prior_path):
+    """A frozen policy encoder holding other weights (e.g. restored from a run that trained it) computes its own."""
+    module = _module(prior_path, freeze_policy_encoder=True)
+    with torch.no_grad():
+        module.pi.encoder.net[0].weight.mul_(1.5)
+    plain, cached = _batch(module)
+    ref, out = _forward(module, plain), _forward(module, cached)
+    for k in ref:
+        assert torch.equal(out[k], ref[k]), k
+    # not the prior: with the policy reading the prior's features it would differ
+    assert not torch.allclose(ref[Columns.ACTION_DIST_INPUTS], ref[PRIOR_DIST_INPUTS])
+    _, garbage = _batch(module, garbage=True)
+    assert torch.equal(_forward(module, garbage)[Columns.ACTION_DIST_INPUTS], ref[Columns.ACTION_DIST_INPUTS])
+
+
+def test_cache_is_ignored_once_the_prior_holds_other_weights(prior_path):
+    """Features computed before the prior changed (a restore of another prior) are not used, until recomputed."""
+    module = _module(prior_path, freeze_policy_encoder=True)
+    _, stale = _batch(module)
+    with torch.no_grad():
+        for p in module.skill_prior.encoder.parameters():
+            p.mul_(0.9)
+        module.pi.encoder.load_state_dict(module.skill_prior.encoder.state_dict())
+    plain = {k: v for k, v in stale.items() if k not in (PRIOR_FEATURES, PRIOR_FEATURES_NEXT)}
+    ref = _forward(module, plain)
+    out = _forward(module, stale)
+    for k in ref:
+        assert torch.equal(out[k], ref[k]), k
+    _, fresh = _batch(module)  # prior_features() with the new weights: the cache is valid again
+    out = _forward(module, fresh)
+    for k in ref:
+        assert torch.equal(out[k], ref[k]), k
+    assert not torch.equal(fresh[PRIOR_FEATURES], stale[PRIOR_FEATURES])
+    # a module that never computed features (none to trust) ignores the columns
+    other = _module(prior_path, freeze_policy_encoder=True)
+    assert torch.equal(_forward(other, _batch(module, garbage=True)[1])[PRIOR_DIST_INPUTS],
+                       _forward(other, plain)[PRIOR_DIST_INPUTS])
+
+
+def test_prior_features_needs_an_image_prior(prior_path):
+    module = _module(prior_path, use_skill_prior=False)
+    with pytest.raises(ValueError, match="skill prior loaded on the learner"):
+        module.prior_features(torch.zeros(2, *IMG, dtype=torch.uint8))
