@@ -3,12 +3,14 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import ray
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
+from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 
-from spirl_ray.rl.spirl import SPiRLConfig, SPiRLTorchRLModule
+from spirl_ray.rl.spirl import SPiRLConfig, SPiRLTorchRLModule, TransitionReplayBuffer
 from spirl_ray.rl.spirl.rl_module import PRIOR_DIST_INPUTS, PRIOR_FEATURES, PRIOR_FEATURES_NEXT
 from spirl_ray.skills.checkpoint import save_skill_model
 from spirl_ray.skills.models import ConvEncoder, SkillModel, SkillModelConfig
@@ -202,3 +204,159 @@ def test_prior_features_needs_an_image_prior(prior_path):
     module = _module(prior_path, use_skill_prior=False)
     with pytest.raises(ValueError, match="skill prior loaded on the learner"):
         module.prior_features(torch.zeros(2, *IMG, dtype=torch.uint8))
+
+
+# ---- the replay buffer ---------------------------------------------------------------------------
+class _Encoder:
+    """Stand-in feature encoder: (N, C, H, W) images -> (N, 3) [mean pixel, first pixel, scale]; counts calls."""
+
+    def __init__(self, scale=1.0):
+        self.scale, self.calls = scale, []
+
+    def __call__(self, images):
+        self.calls.append(len(images))
+        x = images.reshape(len(images), -1).astype(np.float32)
+        f = np.stack([x.mean(1), x[:, 0], np.full(len(x), self.scale, np.float32)], 1) * self.scale
+        return f, f"key{self.scale}"
+
+
+def _image(v):
+    return np.full(IMG, v, np.uint8)
+
+
+def _episodes():
+    ep = SingleAgentEpisode()
+    ep.add_env_reset(observation=_image(0))
+    for t in range(1, 4):
+        ep.add_env_step(observation=_image(t), action=np.full(Z, t, np.float32), reward=float(t))
+    cont = ep.cut()
+    for t in range(4, 6):
+        cont.add_env_step(observation=_image(t), action=np.full(Z, t, np.float32), reward=float(t), terminated=t == 5)
+    return [ep.to_numpy(), cont.to_numpy()]
+
+
+def _check_aligned(buf, scale):
+    data = buf.sample(300)
+    f, f_next = data[PRIOR_FEATURES], data[PRIOR_FEATURES_NEXT]
+    assert f.dtype == np.float32 and f.shape == (300, 3)
+    np.testing.assert_array_equal(f[:, 1], data[Columns.OBS][:, 0, 0, 0] * np.float32(scale))
+    np.testing.assert_array_equal(f_next[:, 1], data[Columns.NEXT_OBS][:, 0, 0, 0] * np.float32(scale))
+    np.testing.assert_array_equal(f[:, 2], np.float32(scale * scale))
+    return data
+
+
+def test_replay_stores_each_transitions_features_of_s_and_s_next_in_one_encoder_call():
+    enc = _Encoder()
+    buf = TransitionReplayBuffer(capacity=4, seed=0, prior_features=enc)
+    assert buf.add_episodes(_episodes()) == 5
+    assert enc.calls == [4 + 3]  # one call: each chunk's T + 1 observations
+    data = _check_aligned(buf, 1.0)
+    assert set(data[Columns.OBS][:, 0, 0, 0].tolist()) == {1, 2, 3, 4}  # FIFO, as without the cache
+    assert not np.array_equal(data[PRIOR_FEATURES], data[PRIOR_FEATURES_NEXT])
+    # add() computes them when not given; a buffer without the cache has no feature columns and refuses them
+    buf.add(obs=_image(7)[None], actions=np.zeros((1, Z), np.float32), rewards=np.zeros(1, np.float32),
+            next_obs=_image(8)[None], terminateds=np.zeros(1, np.float32))
+    assert enc.calls[-1] == 2
+    _check_aligned(buf, 1.0)
+    plain = TransitionReplayBuffer(capacity=4, seed=0)
+    plain.add_episodes(_episodes())
+    assert PRIOR_FEATURES not in plain.sample(1)
+    with pytest.raises(ValueError, match="without the feature cache"):
+        plain.add(obs=_image(7)[None], actions=np.zeros((1, Z), np.float32), rewards=np.zeros(1, np.float32),
+                  next_obs=_image(8)[None], terminateds=np.zeros(1, np.float32), prior_features=np.zeros((1, 3)),
+                  prior_features_next=np.zeros((1, 3)))
+
+
+def test_replay_recomputes_stored_features_when_the_encoders_weights_change():
+    enc = _Encoder()
+    buf = TransitionReplayBuffer(capacity=8, seed=0, prior_features=enc)
+    buf.add_episodes(_episodes())
+    enc.scale = 2.0  # e.g. the learner's prior was restored from another skill model
+    buf.add_episodes(_episodes())
+    _check_aligned(buf, 2.0)  # no row keeps a feature of the old weights
+
+
+def test_replay_state_round_trip_keeps_or_recomputes_the_features():
+    enc = _Encoder()
+    buf = TransitionReplayBuffer(capacity=4, seed=0, prior_features=enc)
+    buf.add_episodes(_episodes())
+    state = buf.get_state()
+    assert state["prior_features_key"] == "key1.0"
+    same = _Encoder()
+    restored = TransitionReplayBuffer(capacity=4, seed=0, prior_features=same)
+    restored.set_state(state)
+    assert same.calls == [2]  # only the fingerprint check: the stored features are kept
+    np.testing.assert_array_equal(restored._data[PRIOR_FEATURES][:4], buf._data[PRIOR_FEATURES][:4])
+    other = TransitionReplayBuffer(capacity=4, seed=0, prior_features=_Encoder(3.0))
+    other.set_state(state)
+    _check_aligned(other, 3.0)
+    plain_state = TransitionReplayBuffer(capacity=4)
+    plain_state.add_episodes(_episodes())
+    late = TransitionReplayBuffer(capacity=4, prior_features=_Encoder())  # a state made without the cache
+    late.set_state(plain_state.get_state())
+    _check_aligned(late, 1.0)
+    dropped = TransitionReplayBuffer(capacity=4)  # a state with features into a buffer without the cache
+    dropped.set_state(state)
+    assert PRIOR_FEATURES not in dropped.sample(1) and dropped.get_state()["prior_features_key"] is None
+
+
+# ---- the algorithm ------------------------------------------------------------------------------
+class _ImageSkillEnv(gym.Env):
+    """2 x 32 x 32 uint8 image states, Box(-2, 2, (Z,)) skills, 6 high-level steps of H env steps."""
+
+    def __init__(self, config=None):
+        self.observation_space, self.action_space = _spaces()
+        self.t = 0
+
+    def _obs(self):
+        return self.np_random.integers(0, 256, IMG, dtype=np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), -float(np.sum(np.square(action))), False, self.t >= 6, {"env_steps": H}
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray.init(num_cpus=1, object_store_memory=2 * 10**8, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _algo_config(path, **training):
+    return (SPiRLConfig().environment(_ImageSkillEnv).env_runners(num_env_runners=0)
+            .training(skill_model_path=path, train_batch_size_per_learner=B, warmup_env_steps=4 * H, target_divergence=1.0,
+                      replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": 1000}, **training)
+            .rl_module(model_config={"critic_hidden": 32, "critic_layers": 2})
+            .reporting(min_sample_timesteps_per_iteration=8, min_time_s_per_iteration=0)
+            .debugging(seed=0))
+
+
+def test_algorithm_fills_the_replay_with_its_learners_prior_features(ray_session, prior_path):
+    algo = _algo_config(prior_path, cache_prior_features=True, freeze_policy_encoder=True).build_algo()
+    try:
+        for _ in range(2):
+            result = algo.train()
+        assert result["num_gradient_updates_lifetime"] > 0
+        buf = algo.local_replay_buffer
+        module = algo.learner_group._learner.module[DEFAULT_MODULE_ID]
+        n = len(buf)
+        assert n >= 8
+        for src, dst in ((Columns.OBS, PRIOR_FEATURES), (Columns.NEXT_OBS, PRIOR_FEATURES_NEXT)):
+            assert np.array_equal(buf._data[dst][:n], module.prior_features(torch.from_numpy(buf._data[src][:n])).numpy())
+        assert buf.get_state()["prior_features_key"] == module.prior_features_key()
+    finally:
+        algo.stop()
+    with pytest.raises(ValueError, match="use_skill_prior"):
+        _algo_config(prior_path, cache_prior_features=True, use_skill_prior=False).validate()
+    with pytest.raises(ValueError, match="cache_prior_features must be a bool"):
+        _algo_config(prior_path, cache_prior_features="yes").validate()
+    bad = _algo_config(prior_path, cache_prior_features=True).rl_module(
+        model_config={"critic_hidden": 32, "critic_layers": 2, "fused_image_forward": False})
+    with pytest.raises(ValueError, match="fused_image_forward"):
+        bad.build_algo()

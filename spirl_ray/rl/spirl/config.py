@@ -78,6 +78,7 @@ class SPiRLConfig(SACConfig):
         self.timeout_as_terminal: bool = True
         self.shared_image_encoder: bool = False
         self.freeze_policy_encoder: bool = False
+        self.cache_prior_features: bool = False
         # ---- deterministic evaluation every N low-level env steps (see `evaluation()`) ----
         self.evaluation_every_env_steps: Optional[int] = None
         # ---- speed (see `training()`); learning is the same either way ----
@@ -123,6 +124,7 @@ class SPiRLConfig(SACConfig):
         timeout_as_terminal: Optional[bool] = NotProvided,
         shared_image_encoder: Optional[bool] = NotProvided,
         freeze_policy_encoder: Optional[bool] = NotProvided,
+        cache_prior_features: Optional[bool] = NotProvided,
         learner_fast_path: Optional[bool] = NotProvided,
         max_updates_per_learner_call: Optional[int] = NotProvided,
         learner_torch_threads: Optional[int] = NotProvided,
@@ -204,6 +206,20 @@ class SPiRLConfig(SACConfig):
                 prior's (computed once per batch for both). Needs
                 ``init_policy_from_prior``. Default False (the whole policy is
                 trained, as in the reference SPiRL). Faster, a different learner.
+            cache_prior_features: image observations with the skill prior
+                only: the replay stores the frozen prior's conv features of s
+                and s' ((F,) float32 each, F = 512 for the paper's conv),
+                computed once per transition by the learner's prior when the
+                transition is added, and the learner reads them instead of
+                running the prior's conv (with ``freeze_policy_encoder`` also
+                the policy's) in every step that replays it. Same math, bit for
+                bit (``tests/test_prior_feature_cache.py``); a speed
+                replacement measured by ``python -m
+                benchmarks.bench_image_learner`` (rows ``+cached``). Costs
+                2 x F x 4 bytes per transition (4 KiB: doubles a maze replay's
+                memory, see ``TransitionReplayBuffer``). Default False.
+                ``SPiRL.setup`` raises ValueError when the module cannot read
+                the cache (vector states, no prior, ``fused_image_forward`` False).
             learner_fast_path: True (default): the gradient steps of a
                 ``training_step`` go to the learner as ONE batch of K x
                 ``train_batch_size_per_learner`` replay samples, and the learner
@@ -268,6 +284,7 @@ class SPiRLConfig(SACConfig):
             timeout_as_terminal=timeout_as_terminal,
             shared_image_encoder=shared_image_encoder,
             freeze_policy_encoder=freeze_policy_encoder,
+            cache_prior_features=cache_prior_features,
             learner_fast_path=learner_fast_path,
             max_updates_per_learner_call=max_updates_per_learner_call,
             learner_torch_threads=learner_torch_threads,
@@ -340,7 +357,7 @@ class SPiRLConfig(SACConfig):
             isinstance(self.squash_scale, (int, float)) and self.squash_scale > 0
         ):
             errors.append(f"squash_scale must be None or a number > 0, got {self.squash_scale!r}")
-        for name in ("shared_image_encoder", "freeze_policy_encoder"):
+        for name in ("shared_image_encoder", "freeze_policy_encoder", "cache_prior_features"):
             if not isinstance(getattr(self, name), bool):
                 errors.append(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not (isinstance(self.warmup_sample_chunk, int) and self.warmup_sample_chunk >= 1):
@@ -375,6 +392,9 @@ class SPiRLConfig(SACConfig):
         if self.freeze_policy_encoder is True and not self.init_policy_from_prior:
             errors.append("freeze_policy_encoder=True freezes the conv encoder copied from the prior: it needs "
                           "init_policy_from_prior=True (else the policy would read a frozen random encoder)")
+        if self.cache_prior_features is True and not self.use_skill_prior:
+            errors.append("cache_prior_features=True caches the skill prior's conv features: it needs "
+                          "use_skill_prior=True")
         if errors:
             raise ValueError("invalid SPiRLConfig:\n  - " + "\n  - ".join(errors))
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 from ray.rllib.algorithms.sac.sac import SAC
@@ -58,6 +58,7 @@ from ray.rllib.utils.metrics import (
 from spirl_ray.rl.callbacks import ENV_STEPS_LIFETIME
 from spirl_ray.rl.spirl.config import SPiRLConfig
 from spirl_ray.rl.spirl.prior_sampling import prior_sample_prob
+from spirl_ray.rl.spirl.rl_module import PRIOR_FEATURES, PRIOR_FEATURES_NEXT
 
 #: top-level result key: gradient steps taken so far.
 NUM_UPDATES_LIFETIME = "num_gradient_updates_lifetime"
@@ -90,6 +91,10 @@ def _storage_dtype(column: str, value: Any) -> np.dtype:
     return np.dtype(np.float32)
 
 
+#: the replay's feature encoder: (N, C, H, W) uint8 images -> ((N, F) float32 features, fingerprint of the weights).
+FeatureEncoder = Callable[[np.ndarray], Tuple[np.ndarray, str]]
+
+
 class TransitionReplayBuffer:
     """Uniform FIFO replay of (s, a, r, s', terminated) transitions in preallocated numpy arrays.
 
@@ -100,18 +105,40 @@ class TransitionReplayBuffer:
     converted to float on the learner by the conv encoder, which divides by
     255); every other column is float32.
 
+    Prior-feature cache (``prior_features`` set; ``cache_prior_features`` of
+    :class:`SPiRLConfig`): each transition also stores the frozen skill
+    prior's conv features of s and s' (columns ``prior_features`` /
+    ``prior_features_next``, (F,) float32 each), computed once when it is
+    added, in one encoder call per ``add`` / ``add_episodes`` (an episode
+    chunk's T + 1 observations once, not 2T), and sampled with the
+    transition. A speed replacement of the prior's conv passes in every
+    learner step, bit for bit the same features
+    (``python -m benchmarks.bench_image_learner``, rows ``+cached``). Memory:
+    2 x F x 4 bytes per transition on top of the images (paper conv, F = 512:
+    4 KiB; maze 2 x 32 x 32 uint8 images: 4 KiB, so the cache doubles the
+    replay: 1M transitions ~7.6 GiB of arrays, see
+    ``benchmarks/bench_image_replay.py``). The encoder also returns a
+    fingerprint of the weights it used; when it changes (the prior was
+    replaced, e.g. by a restore), every stored feature is recomputed before
+    the new ones are added, so the replay never mixes features of two priors.
+
     Args:
         capacity: max transitions kept (oldest overwritten first).
         seed: RNG seed of ``sample``.
         timeout_as_terminal: an episode's last transition counts as terminal
             when the env truncated it (time limit), not only when it terminated
             (see :meth:`SPiRLConfig.training <spirl_ray.rl.spirl.config.SPiRLConfig.training>`).
+        prior_features: optional :data:`FeatureEncoder` (images -> features, weights fingerprint);
+            None: no feature cache.
     """
 
-    def __init__(self, capacity: int, seed: Optional[int] = None, timeout_as_terminal: bool = False):
+    def __init__(self, capacity: int, seed: Optional[int] = None, timeout_as_terminal: bool = False,
+                 prior_features: Optional[FeatureEncoder] = None):
         self.capacity = int(capacity)
         self.timeout_as_terminal = bool(timeout_as_terminal)
         self.rng = np.random.default_rng(seed)
+        self._encode = prior_features
+        self._feature_key: Optional[str] = None  # fingerprint of the weights the stored features were computed with
         self._data: Optional[Dict[str, np.ndarray]] = None
         self._next = 0
         self._size = 0
@@ -121,7 +148,7 @@ class TransitionReplayBuffer:
 
     def add_episodes(self, episodes: Iterable[Any]) -> int:
         """Append every transition of the (chunks of) ``SingleAgentEpisode``s; returns how many."""
-        n = 0
+        chunks = []
         for ep in episodes:
             if len(ep) == 0:
                 continue
@@ -131,17 +158,29 @@ class TransitionReplayBuffer:
             t = len(ep)
             term = np.zeros(t, dtype=np.float32)
             term[-1] = float(ep.is_terminated or (self.timeout_as_terminal and ep.is_truncated))
-            n += self.add(
-                obs=obs[:-1],
-                actions=np.asarray(ep.get_actions(), dtype=np.float32),
-                rewards=np.asarray(ep.get_rewards(), dtype=np.float32),
-                next_obs=obs[1:],
-                terminateds=term,
-            )
+            chunks.append((obs, np.asarray(ep.get_actions(), dtype=np.float32),
+                           np.asarray(ep.get_rewards(), dtype=np.float32), term))
+        feats: List[Optional[np.ndarray]] = [None] * len(chunks)
+        if self._encode is not None and chunks:
+            # one encoder call for all chunks' observations (T + 1 per chunk: s' of step t is s of step t + 1)
+            all_f = self._features(np.concatenate([c[0] for c in chunks]))
+            feats = np.split(all_f, np.cumsum([len(c[0]) for c in chunks])[:-1])
+        n = 0
+        for (obs, actions, rewards, term), f in zip(chunks, feats):
+            n += self.add(obs=obs[:-1], actions=actions, rewards=rewards, next_obs=obs[1:], terminateds=term,
+                          prior_features=None if f is None else f[:-1],
+                          prior_features_next=None if f is None else f[1:])
         return n
 
-    def add(self, *, obs, actions, rewards, next_obs, terminateds) -> int:
-        """Append a block of T transitions (arrays with leading dim T)."""
+    def add(self, *, obs, actions, rewards, next_obs, terminateds, prior_features=None, prior_features_next=None) -> int:
+        """Append a block of T transitions (arrays with leading dim T).
+
+        With the feature cache, ``prior_features`` / ``prior_features_next`` ((T, F)
+        float32, from this buffer's encoder) are computed here when not given.
+
+        Raises:
+            ValueError: features given to a buffer without the feature cache.
+        """
         cols = {
             Columns.OBS: obs,
             Columns.ACTIONS: actions,
@@ -150,6 +189,14 @@ class TransitionReplayBuffer:
             Columns.TERMINATEDS: terminateds,
         }
         t = len(rewards)
+        if self._encode is None:
+            if prior_features is not None or prior_features_next is not None:
+                raise ValueError("prior features given to a replay buffer built without the feature cache")
+        else:
+            if prior_features is None or prior_features_next is None:
+                both = self._features(np.concatenate([np.asarray(obs), np.asarray(next_obs)]))
+                prior_features, prior_features_next = both[:t], both[t:]
+            cols[PRIOR_FEATURES], cols[PRIOR_FEATURES_NEXT] = prior_features, prior_features_next
         if self._data is None:
             self._data = {k: np.empty((self.capacity,) + np.shape(v)[1:], _storage_dtype(k, v)) for k, v in cols.items()}
         idx = (self._next + np.arange(t)) % self.capacity
@@ -159,26 +206,96 @@ class TransitionReplayBuffer:
         self._size = min(self._size + t, self.capacity)
         return t
 
+    def _features(self, images: np.ndarray) -> np.ndarray:
+        """The encoder's (N, F) features; first recomputes the stored ones if the encoder's weights changed."""
+        feats, key = self._encode(np.ascontiguousarray(images))
+        if key != self._feature_key:
+            self._recompute_features()
+            self._feature_key = key
+        return np.asarray(feats, dtype=np.float32)
+
+    def _recompute_features(self, chunk: int = 4096) -> None:
+        """Re-encode the stored s and s' of every transition (the prior's weights changed, or a state without them)."""
+        if self._data is None or self._size == 0:
+            return
+        n = self._size
+        for src, dst in ((Columns.OBS, PRIOR_FEATURES), (Columns.NEXT_OBS, PRIOR_FEATURES_NEXT)):
+            parts = [self._encode(self._data[src][i:min(i + chunk, n)])[0] for i in range(0, n, chunk)]
+            f = np.concatenate(parts).astype(np.float32, copy=False)
+            if dst not in self._data:
+                self._data[dst] = np.empty((self.capacity,) + f.shape[1:], np.float32)
+            self._data[dst][:n] = f
+
     def sample(self, n: int) -> Dict[str, np.ndarray]:
-        """``n`` transitions drawn uniformly with replacement (dict of (n, ...) arrays; float32, uint8 image obs)."""
+        """``n`` transitions drawn uniformly with replacement (dict of (n, ...) arrays; float32, uint8 image obs).
+
+        With the feature cache also ``prior_features`` / ``prior_features_next`` (n, F) float32.
+        """
         if self._size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         idx = self.rng.integers(0, self._size, size=n)
         return {k: v[idx] for k, v in self._data.items()}
 
     def get_state(self) -> Dict[str, Any]:
+        """Capacity, ring position, size, the stored rows (copies) and the features' weight fingerprint."""
         data = None if self._data is None else {k: v[: self._size].copy() for k, v in self._data.items()}
-        return {"capacity": self.capacity, "next": self._next, "size": self._size, "data": data}
+        return {"capacity": self.capacity, "next": self._next, "size": self._size, "data": data,
+                "prior_features_key": self._feature_key}
 
     def set_state(self, state: Dict[str, Any]) -> None:
+        """Restore :meth:`get_state`'s rows. With the feature cache, the stored features are kept only if they
+        were computed with this encoder's weights (same fingerprint), else recomputed from the images; without
+        it, feature columns in the state are dropped."""
         self._data, self._next, self._size = None, state["next"], state["size"]
-        if state["data"] is not None and self._size > 0:
-            self._data = {k: np.empty((self.capacity,) + v.shape[1:], v.dtype) for k, v in state["data"].items()}
-            for k, v in state["data"].items():
+        self._feature_key = state.get("prior_features_key")
+        rows = state["data"]
+        if rows is not None and self._size > 0:
+            if self._encode is None:
+                rows = {k: v for k, v in rows.items() if k not in (PRIOR_FEATURES, PRIOR_FEATURES_NEXT)}
+                self._feature_key = None
+            self._data = {k: np.empty((self.capacity,) + v.shape[1:], v.dtype) for k, v in rows.items()}
+            for k, v in rows.items():
                 self._data[k][: self._size] = v
+            if self._encode is not None:
+                key = self._encode(self._data[Columns.OBS][: min(2, self._size)])[1]
+                if key != self._feature_key or PRIOR_FEATURES not in rows or PRIOR_FEATURES_NEXT not in rows:
+                    self._recompute_features()
+                    self._feature_key = key
 
     def get_metrics(self) -> Dict[str, Any]:
         return {"size": self._size}
+
+
+def _why_no_prior_feature_cache(learner) -> str:
+    """'' if the learner's SPiRL module can read cached prior features, else why not (runs on the learner)."""
+    from spirl_ray.rl.spirl.rl_module import SPiRLTorchRLModule
+
+    module = learner.module[DEFAULT_MODULE_ID]
+    if not isinstance(module, SPiRLTorchRLModule):
+        return f"needs SPiRL's RL module, got {type(module).__name__}"
+    if not module._image or getattr(module, "skill_prior", None) is None:
+        return "needs image observations and the skill prior on the learner (use_skill_prior=True, skill_model_path)"
+    if not module._cfg("fused_image_forward"):
+        return "needs model_config fused_image_forward=True (RLlib's generic forward does not read the cache)"
+    return ""
+
+
+def _prior_features_on_learner(learner, images: np.ndarray) -> Tuple[np.ndarray, str]:
+    """(features (N, F) float32, weights fingerprint) of the learner module's frozen prior conv (runs on the learner)."""
+    import torch
+
+    module = learner.module[DEFAULT_MODULE_ID]
+    feats = module.prior_features(torch.from_numpy(np.ascontiguousarray(images)))
+    return feats.numpy(), module.prior_features_key()
+
+
+def _first_result(results) -> Any:
+    """The first learner's return value of ``foreach_learner``; its error is raised."""
+    for r in results:
+        if not r.ok:
+            raise r.get()
+        return r.get()
+    raise RuntimeError("no healthy learner answered")
 
 
 class SPiRL(SAC):
@@ -200,11 +317,32 @@ class SPiRL(SAC):
         self.local_replay_buffer = TransitionReplayBuffer(
             self.config.replay_buffer_config.get("capacity", int(1e6)), seed=self.config.seed,
             timeout_as_terminal=self.config.timeout_as_terminal,
+            prior_features=self._prior_feature_encoder() if self.config.cache_prior_features else None,
         )
         self._next_eval_env_steps: Optional[int] = None  # None: evaluate at the next iteration
         self._evaluated_at_env_steps: Optional[int] = None
         self._update_credit = 0.0
         self._pending_updates = 0  # earned by the last sample, taken by the next training_step (overlap)
+
+    def _prior_feature_encoder(self) -> FeatureEncoder:
+        """The replay's feature encoder (``cache_prior_features``): the learner's own frozen prior computes them.
+
+        Called on the (first) learner through ``learner_group.foreach_learner``: in this
+        process for a local learner (``num_learners=0``), else one remote call per add.
+
+        Raises:
+            ValueError: the learner's module has no image skill prior or does not run the fused
+                image forward (the only forward that reads the cached features).
+        """
+        group = self.learner_group
+        why = _first_result(group.foreach_learner(_why_no_prior_feature_cache))
+        if why:
+            raise ValueError(f"cache_prior_features=True: {why}")
+
+        def encode(images: np.ndarray) -> Tuple[np.ndarray, str]:
+            return _first_result(group.foreach_learner(functools.partial(_prior_features_on_learner, images=images)))
+
+        return encode
 
     # ---- deterministic evaluation on an env-step schedule ---------------------------------
     def evaluation_due(self, env_steps: int) -> bool:
