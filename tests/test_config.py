@@ -132,3 +132,20 @@ def test_image_encoder_options_reach_the_algorithm_and_serialise_only_when_set(t
     with pytest.raises(ConfigError, match="does not copy the prior"):
         load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: image}\n"
                                      "rl: {method: sac, freeze_policy_encoder: true}\n"))
+
+
+def test_cache_prior_features_reaches_the_algorithm_and_serialises_only_when_set(tmp_path):
+    from spirl_ray.experiments.pipeline import build_algo_config
+
+    a = load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: image}\n"))
+    b = load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: image}\nrl: {cache_prior_features: true}\n"))
+    assert "cache_prior_features" not in a.model_dump()["rl"]  # pins unchanged
+    assert b.model_dump()["rl"]["cache_prior_features"] is True
+    fake = tmp_path / "skills.pt"  # not read: no validate()
+    assert build_algo_config(a, fake).cache_prior_features is False
+    assert build_algo_config(b, fake).cache_prior_features is True
+    with pytest.raises(ConfigError, match="cache_prior_features: image states only"):
+        load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: state}\nrl: {cache_prior_features: true}\n"))
+    with pytest.raises(ConfigError, match="does not use the skill prior"):
+        load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: image}\n"
+                                     "rl: {method: prior_init_sac, cache_prior_features: true}\n"))

@@ -276,6 +276,7 @@ def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int 
             critic_layers=rl.critic_layers,
             shared_image_encoder=rl.shared_image_encoder,
             freeze_policy_encoder=rl.freeze_policy_encoder,
+            cache_prior_features=rl.cache_prior_features,
         )
         .evaluation(
             evaluation_every_env_steps=cfg.evaluation.every_env_steps or None,
