@@ -14,6 +14,9 @@ built up front and warmed up (replay filled past ``warmup_env_steps``); then
 they train in alternation, ``--seconds / --rounds`` per turn, and the median
 turn's low-level env steps/s is reported (wall clock, and by this process's
 CPU time: the learner and the env run in this process with one torch thread).
+The ``+cached`` variant (``cache_prior_features``) pays its prior conv
+forward per new transition inside the measured time (when the transition is
+added to the replay).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ VARIANTS = {
     "today": ({"fused_image_forward": False}, {}),
     "fused": ({}, {}),
     "fused+shared+frozen_pi": ({}, {"shared_image_encoder": True, "freeze_policy_encoder": True}),
+    "fused+shared+frozen_pi+cached": ({}, {"shared_image_encoder": True, "freeze_policy_encoder": True,
+                                           "cache_prior_features": True}),
 }
 
 

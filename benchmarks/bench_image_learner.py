@@ -22,6 +22,14 @@ gradient steps per call), one torch thread (what a Tune trial's learner gets):
 * ``fused+frozen_pi``: ``freeze_policy_encoder`` (no policy conv backward;
   the policy reuses the frozen prior's conv features).
 * ``fused+shared+frozen_pi``: both options.
+* ``fused+cached``, ``fused+shared+frozen_pi+cached``: the same learners
+  with ``cache_prior_features``: the batch carries the frozen prior's conv
+  features of obs / next_obs (computed once, by the learner's
+  ``prior_features``, as the replay does when a transition is added; not
+  timed, as their cost is one conv forward per transition instead of one per
+  replay), so the prior's conv (and the frozen policy's) does not run per
+  step. Same numbers bit for bit as without the cache
+  (``tests/test_prior_feature_cache.py``).
 
 The learners alternate call by call (:func:`paired_rates`; the order rotates
 every round), so on a shared machine a stall of this process hits all of them
@@ -59,6 +67,9 @@ VARIANTS: Dict[str, Dict[str, bool]] = {
     "fused+shared": {"shared_image_encoder": True},
     "fused+frozen_pi": {"freeze_policy_encoder": True},
     "fused+shared+frozen_pi": {"shared_image_encoder": True, "freeze_policy_encoder": True},
+    "fused+cached": {"cache_prior_features": True},
+    "fused+shared+frozen_pi+cached": {"shared_image_encoder": True, "freeze_policy_encoder": True,
+                                      "cache_prior_features": True},
 }
 
 
@@ -92,7 +103,8 @@ def _learner(model_path: str, shape, overrides: Dict[str, bool]):
         .training(skill_model_path=model_path, train_batch_size_per_learner=BATCH, critic_layers=2, critic_hidden=256,
                   target_divergence=1.0, warmup_env_steps=0,
                   shared_image_encoder=overrides.get("shared_image_encoder", False),
-                  freeze_policy_encoder=overrides.get("freeze_policy_encoder", False))
+                  freeze_policy_encoder=overrides.get("freeze_policy_encoder", False),
+                  cache_prior_features=overrides.get("cache_prior_features", False))
         .rl_module(model_config={k: v for k, v in overrides.items() if k == "fused_image_forward"})
     )
     torch.manual_seed(0)
@@ -114,6 +126,22 @@ def _batch(shape, seed: int = 0):
         Columns.TERMINATEDS: (rng.random(n) < 0.01).astype(np.float32),
     }
     return MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(data)}, env_steps=n)
+
+
+def _with_prior_features(learner, batch):
+    """``batch`` + the columns the replay's feature cache adds (the learner's frozen prior conv features)."""
+    import torch
+    from ray.rllib.core import DEFAULT_MODULE_ID
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+
+    from spirl_ray.rl.spirl.rl_module import PRIOR_FEATURES, PRIOR_FEATURES_NEXT
+
+    module = learner.module[DEFAULT_MODULE_ID]
+    data = dict(batch.policy_batches[DEFAULT_MODULE_ID])
+    data[PRIOR_FEATURES] = module.prior_features(torch.from_numpy(data[Columns.OBS])).numpy()
+    data[PRIOR_FEATURES_NEXT] = module.prior_features(torch.from_numpy(data[Columns.NEXT_OBS])).numpy()
+    return MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(data)}, env_steps=batch.env_steps())
 
 
 def _update_fn(learner, batch) -> Callable[[], int]:
@@ -217,7 +245,8 @@ def run(quick: bool = False) -> Dict[str, Any]:
             batch = _batch(shape)
             learners = {v: _learner(path, shape, ov) for v, ov in VARIANTS.items()}
             torch.set_num_threads(1)  # after the builds (a learner sets its threads when built)
-            steps = {v: _update_fn(lrn, batch) for v, lrn in learners.items()}
+            steps = {v: _update_fn(lrn, _with_prior_features(lrn, batch) if VARIANTS[v].get("cache_prior_features")
+                                   else batch) for v, lrn in learners.items()}
             for fn in steps.values():  # warm-up
                 fn()
             res: Dict[str, Any] = {"image_shape": list(shape), "rates": paired_rates(steps, calls)}
