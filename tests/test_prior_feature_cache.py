@@ -90,11 +90,12 @@ OPTION_IDS = ["separate", "frozen_pi", "shared+frozen_pi"]
 
 
 def test_prior_features_are_the_forward_conv_features_bit_for_bit(prior_path):
-    """Any number of rows, one image included, gives exactly the rows of a batch-of-16 forward conv."""
+    """Any number of rows, one image included, gives exactly the rows of a training-size (256) forward conv."""
     module = _learner(prior_path).module[DEFAULT_MODULE_ID]
-    x = torch.from_numpy(_data(33)[Columns.OBS])
+    x = torch.from_numpy(_data(256)[Columns.OBS])
     with torch.no_grad():
-        ref = module.skill_prior.encoder.features(ConvEncoder.prepare(x[:16]))
+        ref = module.skill_prior.encoder.features(ConvEncoder.prepare(x))[:16]
+    x = x[:33]
     assert ref.shape == (16, module.skill_prior.encoder.out_dim) and ref.dtype == torch.float32
     for n in (1, 2, 3, 16, 33):
         assert torch.equal(module.prior_features(x[:n])[: min(n, 16)], ref[: min(n, 16)]), n
