@@ -73,6 +73,16 @@ def test_cli_runs_the_whole_pipeline_and_resume_skips_finished(tiny_config, tmp_
     prior_rec = json.loads((tmp_path / "results" / "prior" / "prior.json").read_text())
     assert prior_rec["val_mse"] > 0 and prior_rec["log_sigma"]["min_log_sigma"] < 0
     assert set(prior_rec["prior_rollouts"]) == {"prior", "prior_mean", "normal"}
+    assert not (tmp_path / "results" / "prior" / "prior_rollouts.json").exists()  # the run's own were reused
+    n_run = prior_rec["prior_rollouts"]["prior"]["episodes"]
+    # another episode count: rollouts are run for the record (not the run's), with their s.e.m.
+    assert prior_report_main(["--config", str(tiny_config), "--out", str(tmp_path / "results" / "prior3"),
+                              "--set", f"prior_rollouts.episodes={n_run + 1}"]) == 0
+    prior3 = json.loads((tmp_path / "results" / "prior3" / "prior.json").read_text())
+    assert {r["episodes"] for r in prior3["prior_rollouts"].values()} == {n_run + 1}
+    assert json.loads((tmp_path / "results" / "prior3" / "prior_rollouts.json").read_text())["episodes"] == n_run + 1
+    assert prior3["prior_rollouts"]["prior"]["sem_subtasks"] is not None
+    assert f"--set prior_rollouts.episodes={n_run + 1}`" in (tmp_path / "results" / "prior3" / "README.md").read_text()
     assert report_main([str(root / "tune" / "spirl"), "--out", str(tmp_path / "results" / "tiny")]) == 0
     record = tmp_path / "results" / "tiny"
     assert (record / "curve.png").is_file() and (record / "seed0_spirl.csv").is_file()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,15 +52,20 @@ def prior_log_sigma_stats(model, states: np.ndarray) -> dict[str, Any]:
     }
 
 
-def build_prior_report(cfg: ExperimentConfig) -> dict[str, Any]:
+def build_prior_report(cfg: ExperimentConfig, rollouts_out: Path | None = None) -> dict[str, Any]:
     """Collect the numbers of the record for ``cfg`` (dataset + cached prior of its first arm).
+
+    Prior rollouts: the experiment's own ``prior_rollouts.json`` when it was made for
+    this prior file with ``prior_rollouts.episodes`` episodes per sampler; otherwise
+    (e.g. ``--set prior_rollouts.episodes=60`` for a tighter estimate) they are run
+    here and cached in ``rollouts_out`` (the record's ``prior_rollouts.json``).
 
     Raises:
         FileNotFoundError: the dataset or the cached prior does not exist yet (the message says which command makes it).
     """
     from spirl_ray.data.readers import read_dataset
     from spirl_ray.data.sequence_dataset import SequenceDataset
-    from spirl_ray.experiments.pipeline import prior_stage
+    from spirl_ray.experiments.pipeline import prior_rollout_stage, prior_stage
     from spirl_ray.skills.checkpoint import load_skill_model
 
     path = cfg.dataset_path
@@ -83,9 +89,11 @@ def build_prior_report(cfg: ExperimentConfig) -> dict[str, Any]:
     for c in candidates:  # the report made for this very prior file (a sweep writes one per arm)
         if c.is_file():
             r = json.loads(c.read_text())
-            if r.get("prior_sha256") == file_sha256(result.path):
+            if r.get("prior_sha256") == file_sha256(result.path) and r.get("episodes") == cfg.prior_rollouts.episodes:
                 rollouts = r
                 break
+    if rollouts is None and rollouts_out is not None and cfg.prior_rollouts.episodes:
+        rollouts = prior_rollout_stage(cfg, result.path, out=rollouts_out)
     metrics = result.metrics
     return {
         "config": cfg.name,
@@ -108,12 +116,20 @@ def build_prior_report(cfg: ExperimentConfig) -> dict[str, Any]:
         },
         "prior_rollouts": None if rollouts is None else {
             k: {"mean_subtasks": rollouts[k]["mean_subtasks"], "mean_any_subtasks": rollouts[k]["mean_any_subtasks"],
+                "sem_subtasks": _sem(rollouts[k].get("subtasks")),
                 "episodes": rollouts[k]["episodes"], "squash": rollouts[k].get("squash")}
             for k in ("prior", "prior_mean", "normal") if k in rollouts
         },
         "scoring": getattr(cfg.env, "scoring", None),
         "tasks": list(getattr(cfg.env, "tasks_to_complete", []) or []),
     }
+
+
+def _sem(values: list[float] | None) -> float | None:
+    """Standard error of the mean of per-episode values (None for fewer than 2)."""
+    if not values or len(values) < 2:
+        return None
+    return float(np.std(np.asarray(values, dtype=float), ddof=1) / np.sqrt(len(values)))
 
 
 def render(rep: dict[str, Any]) -> str:
@@ -123,7 +139,7 @@ def render(rep: dict[str, Any]) -> str:
         f"# Skill prior quality: {rep['decoder']} decoder, {rep['prior_training_steps']:,} steps",
         "",
         f"Config `{rep['config']}`, prior cache key `{rep['cache_key']}`.",
-        f"Regenerate: `python -m spirl_ray.prior_report --config <that config> --out <this folder>`.",
+        f"Regenerate: `{rep.get('command') or 'python -m spirl_ray.prior_report --config <that config> --out <this folder>'}`.",
         "",
         "| quantity | value |",
         "|---|---|",
@@ -137,10 +153,13 @@ def render(rep: dict[str, Any]) -> str:
     ]
     if rep["prior_rollouts"]:
         lines += ["", f"Prior rollouts on {rep['tasks']} (`{rep['scoring']}` scoring), executed through the policy's squash:", "",
-                  "| sampler | subtasks per episode | any of 7 | episodes |", "|---|---|---|---|"]
+                  "| sampler | subtasks per episode (± s.e.m.) | any of 7 | episodes |", "|---|---|---|---|"]
         names = {"prior": "u ~ p(z|s) (sampled skills)", "prior_mean": "u = mean of p(z|s)", "normal": "u ~ N(0, I)"}
         for k, r in rep["prior_rollouts"].items():
-            lines.append(f"| {names.get(k, k)} | {r['mean_subtasks']:.2f} | {r['mean_any_subtasks']:.2f} | {r['episodes']} |")
+            sem = "" if r.get("sem_subtasks") is None else f" ± {r['sem_subtasks']:.2f}"
+            lines.append(f"| {names.get(k, k)} | {r['mean_subtasks']:.2f}{sem} | {r['mean_any_subtasks']:.2f} | {r['episodes']} |")
+        lines += ["", "The kitchen reset is deterministic up to ~1e-3 rad of noise, so the mean-skill rows are "
+                  "close to one repeated episode; their s.e.m. understates how much a different prior could change them."]
     lines += ["", f"Per-dim mean log σ: {ls['mean_log_sigma_per_dim']}", ""]
     if d.get("versions"):
         lines.append(f"Simulator versions of the data: {d['versions']}")
@@ -152,12 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True, help="experiment YAML whose dataset and prior to report")
     p.add_argument("--out", required=True, help="record folder, e.g. results/kitchen/prior_closed_loop")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    args = p.parse_args(argv)
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    args = p.parse_args(argv_list)
     import yaml
 
     try:
         cfg = load_config(args.config, {k: yaml.safe_load(v) for k, v in (i.split("=", 1) for i in args.overrides)})
-        rep = build_prior_report(cfg)
+        rep = build_prior_report(cfg, rollouts_out=Path(args.out) / "prior_rollouts.json")
+        rep["command"] = " ".join(["python -m spirl_ray.prior_report", *(shlex.quote(a) for a in argv_list)])
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
