@@ -149,3 +149,16 @@ def test_cache_prior_features_reaches_the_algorithm_and_serialises_only_when_set
     with pytest.raises(ConfigError, match="does not use the skill prior"):
         load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: image}\n"
                                      "rl: {method: prior_init_sac, cache_prior_features: true}\n"))
+
+
+def test_critic_layer_norm_reaches_the_module_config_and_serialises_only_when_set(tmp_path):
+    from spirl_ray.experiments.pipeline import build_algo_config
+
+    a = load_config(_write(tmp_path, "name: x\nenv: {name: kitchen}\n"))
+    b = load_config(_write(tmp_path, "name: x\nenv: {name: kitchen}\nrl: {critic_layer_norm: true, critic_layers: 4}\n"))
+    assert "critic_layer_norm" not in a.model_dump()["rl"]  # pins unchanged
+    assert b.model_dump()["rl"]["critic_layer_norm"] is True
+    fake = tmp_path / "skills.pt"  # not read: no validate()
+    inc_a, inc_b = build_algo_config(a, fake)._model_config_auto_includes, build_algo_config(b, fake)._model_config_auto_includes
+    assert (inc_a["critic_layer_norm"], inc_b["critic_layer_norm"]) == (False, True)
+    assert inc_b["critic_layers"] == 4

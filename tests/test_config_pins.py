@@ -7,7 +7,8 @@ section, env kwargs, collected-dataset name, the prior's data settings and
 the prior cache key. A change of any of them would retrain every cached prior
 or change what ``--resume`` compares, so they must stay as recorded. Deliberate
 changes update the pin in the same commit: ``kitchen_cl.yaml`` collects its data
-with ``data.collect.subtask_order: rpl`` (a new dataset name and resolved config).
+with ``data.collect.subtask_order: rpl`` (a new dataset name and resolved config) and
+LayerNorm critics (``rl.critic_layer_norm``).
 
 The cache key is computed with the dataset's content hash replaced by a
 constant (the data are not at hand here); the dims are those each family's

@@ -240,3 +240,34 @@ def test_config_defaults_follow_the_paper(skill_model_path):
     )
     cfg2.validate()
     assert cfg2.num_steps_sampled_before_learning_starts == 7
+
+
+def test_critic_layer_norm_reaches_critics_and_targets_only_and_bounds_extrapolation(skill_model_path):
+    """rl.critic_layer_norm: LayerNorm after each hidden layer of both critics and their targets, none in the
+    policy; the LayerNorm critic's output at inputs 1000x outside the data stays within the bound its last layer
+    sets, while the plain critic's grows with the input (the extrapolation the option is for)."""
+    plain = _config(skill_model_path).build_learner(env=ToySkillEnv()).module[DEFAULT_MODULE_ID]
+    ln = _config(skill_model_path, critic_layer_norm=True).build_learner(env=ToySkillEnv()).module[DEFAULT_MODULE_ID]
+
+    def n_ln(net):
+        return sum(isinstance(m, torch.nn.LayerNorm) for m in net.modules())
+
+    assert n_ln(plain) == 0
+    assert n_ln(ln.qf) == n_ln(ln.qf_twin) == 2  # critic_layers=3: two hidden layers
+    assert n_ln(ln.pi) == 0
+    heads = [t for _, t in ln.get_target_network_pairs() if isinstance(t, torch.nn.Sequential)]  # not the encoders
+    assert len(heads) == 2 and all(n_ln(t) == 2 for t in heads)
+
+    torch.manual_seed(0)
+    x = torch.randn(64, next(ln.qf.parameters()).shape[1])
+    last = ln.qf[-1]
+    norm = [m for m in ln.qf.modules() if isinstance(m, torch.nn.LayerNorm)][-1]
+    hidden = last.in_features
+    # |LeakyReLU(LN(h))_i| <= sqrt(hidden - 1)·|γ_i| + |β_i|, so |Q| <= Σ|w_i|·that + |b|
+    feat_bound = (hidden - 1) ** 0.5 * norm.weight.abs() + norm.bias.abs()
+    bound = float((last.weight.abs() * feat_bound).sum() + last.bias.abs().sum())
+    with torch.no_grad():
+        q_ln_far = ln.qf(1000 * x).abs().max().item()
+        q_plain, q_plain_far = plain.qf(x).abs().max().item(), plain.qf(1000 * x).abs().max().item()
+    assert q_ln_far <= bound
+    assert q_plain_far > 100 * q_plain and q_plain_far > bound

@@ -148,6 +148,11 @@ class RLSection(_Section):
     replay_capacity: PositiveInt = Field(1_000_000, description="high-level transitions")
     critic_hidden: PositiveInt = 256
     critic_layers: PositiveInt = 5
+    critic_layer_norm: bool = Field(
+        False, description="LayerNorm after every hidden layer of the critics (not the reference's): bounds how far a "
+        "critic extrapolates above its targets at skills no data reached (kitchen: Q rose above the 4 subtasks an "
+        "episode can pay while the returns fell to 0; results/kitchen/diagnosis_timeout_bootstrap, cause 5)",
+    )
     shared_image_encoder: bool = Field(
         False, description="image states (env.state 'image'): the twin critics share one conv encoder and the twin "
         "target critics one target encoder (SAC-AE / DrQ), trained by both critic losses; ~1.25x learner updates/s "
@@ -197,9 +202,9 @@ class RLSection(_Section):
 
     @model_serializer(mode="wrap")
     def _serialise(self, handler):
-        """The image-encoder options only when set: the resolved configs written before they existed stay as they were."""
+        """The image-encoder options and critic_layer_norm only when set: the resolved configs written before they existed stay as they were."""
         data = handler(self)
-        for key in ("shared_image_encoder", "freeze_policy_encoder", "cache_prior_features"):
+        for key in ("shared_image_encoder", "freeze_policy_encoder", "cache_prior_features", "critic_layer_norm"):
             if data.get(key) is False:
                 data.pop(key, None)
         return data

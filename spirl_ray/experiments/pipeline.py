@@ -274,6 +274,7 @@ def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int 
             replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": rl.replay_capacity},
             critic_hidden=rl.critic_hidden,
             critic_layers=rl.critic_layers,
+            critic_layer_norm=rl.critic_layer_norm,
             shared_image_encoder=rl.shared_image_encoder,
             freeze_policy_encoder=rl.freeze_policy_encoder,
             cache_prior_features=rl.cache_prior_features,

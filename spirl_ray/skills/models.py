@@ -115,14 +115,28 @@ class SkillModelConfig(BaseModel):
         return self
 
 
-def build_mlp(in_dim: int, out_dim: int, hidden: int, n_layers: int, batch_norm: bool = True) -> nn.Sequential:
-    """``n_layers`` linear layers; each but the last followed by [BatchNorm1d] + LeakyReLU(0.2)."""
+def build_mlp(
+    in_dim: int, out_dim: int, hidden: int, n_layers: int, batch_norm: bool = True, layer_norm: bool = False
+) -> nn.Sequential:
+    """``n_layers`` linear layers; each but the last followed by [BatchNorm1d | LayerNorm] + LeakyReLU(0.2).
+
+    ``layer_norm``: LayerNorm over the ``hidden`` features of every hidden layer (used for
+    critics: it bounds the features a critic can extrapolate to far from its data; Ball et
+    al. 2023, "Efficient Online RL with Offline Data"). At most one of the two norms.
+
+    Raises:
+        ValueError: both ``batch_norm`` and ``layer_norm``.
+    """
+    if batch_norm and layer_norm:
+        raise ValueError("build_mlp: batch_norm and layer_norm are exclusive")
     layers: list[nn.Module] = []
     d = in_dim
     for _ in range(n_layers - 1):
         layers.append(nn.Linear(d, hidden))
         if batch_norm:
             layers.append(nn.BatchNorm1d(hidden))
+        if layer_norm:
+            layers.append(nn.LayerNorm(hidden))
         layers.append(nn.LeakyReLU(0.2))
         d = hidden
     layers.append(nn.Linear(d, out_dim))

@@ -73,6 +73,7 @@ class SPiRLConfig(SACConfig):
         self.updates_per_step: float = 1.0
         self.critic_hidden: int = 256
         self.critic_layers: int = 5
+        self.critic_layer_norm: bool = False
         self.prior_sampling_schedule: Optional[Tuple[int, int]] = None
         self.squash_scale: Optional[float] = None
         self.timeout_as_terminal: bool = True
@@ -119,6 +120,7 @@ class SPiRLConfig(SACConfig):
         updates_per_step: Optional[float] = NotProvided,
         critic_hidden: Optional[int] = NotProvided,
         critic_layers: Optional[int] = NotProvided,
+        critic_layer_norm: Optional[bool] = NotProvided,
         prior_sampling_schedule: Optional[Tuple[int, int]] = NotProvided,
         squash_scale: Optional[float] = NotProvided,
         timeout_as_terminal: Optional[bool] = NotProvided,
@@ -174,6 +176,12 @@ class SPiRLConfig(SACConfig):
             critic_hidden: width of the critic MLPs (kitchen 256).
             critic_layers: number of linear layers of each critic MLP on
                 [s, a] (kitchen 5; maze 2). LeakyReLU(0.2), no BatchNorm.
+            critic_layer_norm: LayerNorm after every hidden linear layer of
+                both critics and their targets (not the reference's; off by
+                default). It keeps a critic from extrapolating far above its
+                targets at skills the data never reached, which is how the
+                kitchen runs diverged (Q above the 4 subtasks an episode can
+                pay; results/kitchen/diagnosis_timeout_bootstrap, cause 5).
             prior_sampling_schedule: ``(hold_env_steps, anneal_env_steps)``
                 of "SPiRL w/o prior init" (appendix F; paper: (500000, 500000)):
                 a rollout skill is sampled from the prior instead of the policy
@@ -279,6 +287,7 @@ class SPiRLConfig(SACConfig):
             updates_per_step=updates_per_step,
             critic_hidden=critic_hidden,
             critic_layers=critic_layers,
+            critic_layer_norm=critic_layer_norm,
             prior_sampling_schedule=prior_sampling_schedule,
             squash_scale=squash_scale,
             timeout_as_terminal=timeout_as_terminal,
@@ -357,7 +366,7 @@ class SPiRLConfig(SACConfig):
             isinstance(self.squash_scale, (int, float)) and self.squash_scale > 0
         ):
             errors.append(f"squash_scale must be None or a number > 0, got {self.squash_scale!r}")
-        for name in ("shared_image_encoder", "freeze_policy_encoder", "cache_prior_features"):
+        for name in ("shared_image_encoder", "freeze_policy_encoder", "cache_prior_features", "critic_layer_norm"):
             if not isinstance(getattr(self, name), bool):
                 errors.append(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not (isinstance(self.warmup_sample_chunk, int) and self.warmup_sample_chunk >= 1):
@@ -433,6 +442,7 @@ class SPiRLConfig(SACConfig):
             "init_policy_from_prior": self.init_policy_from_prior,
             "critic_hidden": self.critic_hidden,
             "critic_layers": self.critic_layers,
+            "critic_layer_norm": self.critic_layer_norm,
             "prior_sampling": self.prior_sampling_schedule is not None,
             "squash_scale": None if self.squash_scale is None else float(self.squash_scale),
             "prior_in_action_space": False,

@@ -122,6 +122,7 @@ MODEL_DEFAULTS: Dict[str, Any] = {
     "policy_batch_norm": True,
     "critic_hidden": 256,
     "critic_layers": 5,
+    "critic_layer_norm": False,
     "prior_sampling": False,
     "conv_channels": (8, 16, 32),
     "conv_kernel": 3,
@@ -277,11 +278,12 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
 
             self.qf_encoder = critic_encoder()
             in_dim = getattr(self.qf_encoder, "out_dim", obs_dim) + act_dim
-            self.qf = build_mlp(in_dim, 1, hidden, layers, batch_norm=False)
+            layer_norm = bool(self._cfg("critic_layer_norm"))
+            self.qf = build_mlp(in_dim, 1, hidden, layers, batch_norm=False, layer_norm=layer_norm)
             if self.twin_q:
                 self.qf_twin_encoder = (_SharedImageObsActionEncoder(self.qf_encoder) if self._shared_encoder
                                         else critic_encoder())
-                self.qf_twin = build_mlp(in_dim, 1, hidden, layers, batch_norm=False)
+                self.qf_twin = build_mlp(in_dim, 1, hidden, layers, batch_norm=False, layer_norm=layer_norm)
 
             path = self._cfg("skill_model_path")
             self.skill_prior = None
