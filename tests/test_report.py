@@ -150,6 +150,7 @@ def test_readme_from_run_info_and_from_command(tmp_path, no_png):
     assert readme.startswith("# kitchen_test — kitchen, ordered\n")
     assert "`python -m spirl_ray.run --config tune_configs/kitchen.yaml`" in readme
     assert "`abc123`" in readme and "1:30:05 wall time" in readme and "box, 64 CPU cores" in readme
+    assert "- commit: `abc123`\n" in readme  # no note in run_info: nothing after the commit
     assert "0:01:00" in readme  # seed's last time_total_s = 60 s
     assert "![learning curves](curve.png)" in readme and "| spirl | 400,000 | 2 |" in readme
     for f in ("table.md", "curve.png", "config.resolved.yaml", "seed1_spirl.csv"):
@@ -215,3 +216,13 @@ def test_clear_errors(tmp_path, capsys):
     empty.mkdir()
     with pytest.raises(SystemExit, match="no Tune trial .* found below .*empty"):
         main([str(empty), "--out", str(tmp_path / "rec")])
+
+
+def test_commit_note_of_run_info_follows_the_commit(tmp_path, no_png):
+    run, tune = make_run(tmp_path)
+    info = json.loads((run / "run_info.json").read_text())
+    info["commit_note"] = "launched with an uncommitted change, committed as def456"
+    (run / "run_info.json").write_text(json.dumps(info))
+    main([str(tune), "--out", str(tmp_path / "rec")])
+    assert "- commit: `abc123` (launched with an uncommitted change, committed as def456)\n" in (
+        tmp_path / "rec" / "README.md").read_text()

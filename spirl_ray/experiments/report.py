@@ -402,7 +402,8 @@ def _readme(title: str, tune_dir: Path, run_info: dict | None, command: str | No
              "(rerun it on the same folder to regenerate this record).", "",
              "## What was run", "",
              f"- command: `{cmd}`" + ("" if info.get("command") or not command else " (given to the report)"),
-             f"- commit: `{info.get('commit', 'unknown')}`"]
+             f"- commit: `{info.get('commit', 'unknown')}`"
+             + (f" ({info['commit_note']})" if info.get("commit_note") else "")]
     if run_info:
         start, end = _parse_time(info.get("started")), _parse_time(info.get("finished"))
         span = _hms((end - start).total_seconds()) if start and end else "unknown (not finished)"
