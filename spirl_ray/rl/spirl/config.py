@@ -80,6 +80,9 @@ class SPiRLConfig(SACConfig):
         self.shared_image_encoder: bool = False
         self.freeze_policy_encoder: bool = False
         self.cache_prior_features: bool = False
+        # RLlib's flag (old API stack only there): here the replay rows go into every checkpoint, so that a
+        # resumed trial keeps learning from the same buffer (SPiRL.get_state)
+        self.store_buffer_in_checkpoints = True
         # ---- deterministic evaluation every N low-level env steps (see `evaluation()`) ----
         self.evaluation_every_env_steps: Optional[int] = None
         # ---- speed (see `training()`); learning is the same either way ----

@@ -13,6 +13,11 @@ Differences to RLlib's ``SAC`` (besides the learner / RL module):
   batch goes to the learner as a ready ``MultiAgentBatch``.
 * Logs ``num_gradient_updates_lifetime``, ``num_gradient_updates`` (this
   iteration) and ``replay_buffer_size`` at the top level of the result dict.
+* Checkpoints hold the replay buffer (``store_buffer_in_checkpoints``, on by
+  default). RLlib 2.60's new-stack ``Algorithm.get_state`` never saves it, so
+  a resumed trial would restart learning from an empty buffer with no warm-up:
+  in ``kitchen_cl`` that cost ~1.9 of ~3 evaluation subtasks at the first
+  evaluation after a resume (results/kitchen/kitchen_cl_layer_norm).
 
 Speed (config switches, see :class:`SPiRLConfig`; ``benchmarks/`` measures them):
 
@@ -68,6 +73,8 @@ NUM_UPDATES = "num_gradient_updates"
 REPLAY_SIZE = "replay_buffer_size"
 #: checkpoint-state key of the skill model's (H, |Z|, state dim) the RL state was trained with.
 SKILL_MODEL_STATE_KEY = "spirl_skill_model"
+#: checkpoint-state key of the replay buffer's rows (:meth:`TransitionReplayBuffer.get_state`).
+REPLAY_STATE_KEY = "local_replay_buffer"
 #: top-level result key: ω, the fraction of rollout skills drawn from the prior (appendix F).
 PRIOR_SAMPLE_PROB = "prior_sample_prob"
 #: ``evaluation/<key>``: training env steps (low-level) at which an evaluation ran.
@@ -399,11 +406,17 @@ class SPiRL(SAC):
         meta = self.config._skill_model_meta
         if meta is not None:
             state[SKILL_MODEL_STATE_KEY] = {k: meta[k] for k in ("horizon", "latent_dim", "obs_dim")}
+        if (self.config.store_buffer_in_checkpoints and getattr(self, "local_replay_buffer", None) is not None
+                and self._check_component(REPLAY_STATE_KEY, components, not_components)):
+            state[REPLAY_STATE_KEY] = self.local_replay_buffer.get_state()
         return state
 
     @override(SAC)
     def set_state(self, state: Dict[str, Any]) -> None:
-        """Restore; a checkpoint made with a skill model of another H / |Z| / state dim is refused.
+        """Restore, including the replay buffer when the checkpoint holds it (a checkpoint written before
+        replay buffers were saved restores with an empty one, as RLlib does).
+
+        A checkpoint made with a skill model of another H / |Z| / state dim is refused.
 
         Raises:
             spirl_ray.skills.checkpoint.SkillModelMismatchError: names each differing field
@@ -415,6 +428,8 @@ class SPiRL(SAC):
 
             load_skill_model(self.config.skill_model_path, expect=saved)
         super().set_state(state)
+        if REPLAY_STATE_KEY in state and getattr(self, "local_replay_buffer", None) is not None:
+            self.local_replay_buffer.set_state(state[REPLAY_STATE_KEY])
 
     @override(SAC)
     def training_step(self) -> None:
