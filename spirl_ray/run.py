@@ -141,7 +141,8 @@ def write_run_info(root, argv: list[str], **fields) -> None:
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     finishing = "finished" in fields
     if finishing:
-        info["finished"] = now if fields.pop("finished") is True else fields.get("finished")
+        finished = fields.pop("finished")
+        info["finished"] = now if finished is True else finished
     elif "started" in info:
         info.setdefault("resumed", []).append(now)
     else:
