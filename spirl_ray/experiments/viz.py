@@ -1,6 +1,6 @@
 """Maze pictures: exploration maps (paper Fig. 5) and training trajectories (paper Fig. 13).
 
-``python -m spirl_ray.viz exploration --config tune_configs/maze_quick.yaml [--env-steps N] [--out FILE]``
+``python -m spirl_ray.viz exploration --config tune_configs/maze_quick.yaml [--env-steps N] [--out FILE] [--trial DIR]``
 
 Top-down maps of the downstream maze with the agent's position after every env
 step of exploration rollouts from the task's start, one panel per sampler:
@@ -9,7 +9,11 @@ step of exploration rollouts from the task's start, one panel per sampler:
 * ``normal`` — skills z ~ N(0, I) through the same decoder ("SSP w/o prior");
 * ``flat``   — single-step actions a = tanh(u), u ~ p(u | s) of the flat action
   prior (the "Flat Prior" baseline's model, ``decoder='flat'``);
-* ``random`` — uniform random actions a ~ U[-1, 1]^2.
+* ``random`` — uniform random actions a ~ U[-1, 1]^2;
+* ``policy`` — skills sampled from a trained RL policy π(z | s), read from a
+  trial's latest checkpoint (``--trial``; its RLModule, the same squashed
+  sample the trial's EnvRunners draw), for the trained policy's map beside the
+  prior's.
 
 Skills are clipped to [-2, 2] (the policy's range). Each sampler runs
 ``--env-steps`` env steps in episodes of ``env.max_episode_steps`` (the
@@ -44,7 +48,38 @@ SAMPLERS: dict[str, str] = {
     "normal": "skills from N(0, I) (SSP w/o prior)",
     "flat": "flat action prior",
     "random": "uniform random actions",
+    "policy": "trained policy: skills from π(z | s)",
 }
+
+
+def load_policy_module(trial: str | Path):
+    """The trained policy of a Tune trial: its RLModule from the latest ``checkpoint_*`` below ``trial``.
+
+    Args:
+        trial: a trial directory (``runs/<name>/tune/spirl/<trial>``) or one of its checkpoint directories.
+
+    Returns:
+        ``(module, checkpoint_dir)``: the RLModule (torch, eval mode) and the checkpoint it came from.
+
+    Raises:
+        FileNotFoundError: no RLlib checkpoint with an RLModule below ``trial``.
+    """
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    root = Path(trial).resolve()
+    ckpts = [root] if (root / "learner_group").is_dir() else sorted(root.glob("checkpoint_*"))
+    ckpts = [c for c in ckpts if (c / MODULE_IN_CHECKPOINT).is_dir()]
+    if not ckpts:
+        raise FileNotFoundError(f"{trial}: no checkpoint_*/{MODULE_IN_CHECKPOINT} (not a Tune trial with checkpoints)")
+    module = RLModule.from_checkpoint(str(ckpts[-1] / MODULE_IN_CHECKPOINT))
+    module.eval()
+    return module, ckpts[-1]
+
+
+#: the samplers drawn when none are named (``policy`` needs a trial)
+DEFAULT_SAMPLERS: tuple[str, ...] = ("prior", "normal", "flat", "random")
+#: where the policy's RLModule sits inside an RLlib algorithm checkpoint
+MODULE_IN_CHECKPOINT = "learner_group/learner/rl_module/default_policy"
 
 
 # ---- rollouts -----------------------------------------------------------------------------
@@ -56,6 +91,7 @@ def exploration_rollouts(
     flat_model=None,
     seed: int = 0,
     z_bound: float = 2.0,
+    policy_module=None,
 ) -> np.ndarray:
     """Agent positions (N, 2) in metres over ``env_steps`` env steps of exploration on the maze.
 
@@ -71,7 +107,10 @@ def exploration_rollouts(
             (``prior`` and ``normal``).
         flat_model: a flat action model (``decoder='flat'``; ``flat``).
         seed: episode seeds and sampling seed.
-        z_bound: skills are clipped to [-z_bound, z_bound].
+        z_bound: skills are clipped to [-z_bound, z_bound] (``prior``, ``normal``).
+        policy_module: the trained policy's RLModule (``policy``; :func:`load_policy_module`); its
+            skill env uses the module's skill model, and its sampled action is mapped to the
+            skill env's action space as RLlib's EnvRunner does (``unsquash_action``).
 
     Raises:
         ValueError: unknown sampler, ``env_steps < 1``, or the model the sampler needs is missing.
@@ -89,10 +128,17 @@ def exploration_rollouts(
         raise ValueError(f"sampler {sampler!r} needs a skill_model")
     if sampler == "flat" and flat_model is None:
         raise ValueError("sampler 'flat' needs a flat_model (decoder='flat')")
+    if sampler == "policy" and (policy_module is None or skill_model is None):
+        raise ValueError("sampler 'policy' needs a policy_module and the skill_model its trial ran with")
     env = make_low_level_env("maze", env_kwargs)
-    skills = sampler in ("prior", "normal")
+    skills = sampler in ("prior", "normal", "policy")
     if skills:
         env = SkillEnv(env, skill_model, z_bound=z_bound)
+    if sampler == "policy":
+        from ray.rllib.utils.spaces.space_utils import unsquash_action
+
+        torch.manual_seed(seed)  # the RLModule's distribution samples from torch's global generator
+        dist_cls = policy_module.get_exploration_action_dist_cls()
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     points: list[np.ndarray] = []
@@ -110,6 +156,10 @@ def exploration_rollouts(
                     a = (d.loc + d.scale * torch.randn(d.loc.shape, generator=gen)).clamp(-z_bound, z_bound)[0].numpy()
                 elif sampler == "normal":
                     a = torch.randn((1, skill_model.config.latent_dim), generator=gen).clamp(-z_bound, z_bound)[0].numpy()
+                elif sampler == "policy":
+                    out = policy_module.forward_exploration({"obs": x})
+                    u = dist_cls.from_logits(out["action_dist_inputs"]).sample()[0].numpy()
+                    a = unsquash_action(u, env.action_space).astype(np.float32)
                 elif sampler == "flat":
                     d = flat_model.prior.dist(x)
                     a = torch.tanh(d.loc + d.scale * torch.randn(d.loc.shape, generator=gen))[0].numpy()
@@ -186,8 +236,9 @@ def _draw_maze_markers(ax, start, goal) -> None:
 
 # ---- exploration command ------------------------------------------------------------------
 def exploration(config: str | Path, env_steps: int = 100_000, out: str | Path | None = None,
-                samplers: Sequence[str] = tuple(SAMPLERS), seed: int = 0, variant: str | None = None,
-                show_progress: bool = True, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+                samplers: Sequence[str] = DEFAULT_SAMPLERS, seed: int = 0, variant: str | None = None,
+                show_progress: bool = True, overrides: dict[str, Any] | None = None,
+                trial: str | Path | None = None) -> dict[str, Any]:
     """Exploration map and coverage per sampler for a maze experiment config (paper Fig. 5).
 
     Uses the config's dataset, skill prior and flat action prior (cached
@@ -198,25 +249,31 @@ def exploration(config: str | Path, env_steps: int = 100_000, out: str | Path | 
         env_steps: env steps per sampler.
         out: PNG path (default ``<storage>/<name>/exploration.png``); the numbers
             go to the same path with ``.json``.
-        samplers: subset of :data:`SAMPLERS`.
+        samplers: subset of :data:`SAMPLERS`; ``policy`` is added when ``trial`` is given.
         seed: rollout seed.
         variant: the sweep arm whose env and models to use (default: the first).
         overrides: dotted config overrides (as ``run --set``).
+        trial: a Tune trial directory of this config's maze (``runs/<name>/tune/spirl/<trial>``): the
+            ``policy`` panel samples its latest checkpoint's policy with the skill model it ran with.
 
     Returns:
         ``{"png", "json", "env_steps", "coverage": {sampler: fraction of free cells}, "models": {...}}``.
 
     Raises:
         ConfigError: invalid config. ValueError: not a maze config, unknown
-            sampler or variant.
+            sampler or variant, ``policy`` without ``trial``, or a trial run on another maze.
+        FileNotFoundError: ``trial`` has no checkpoint.
     """
     from spirl_ray.experiments.config import load_config
     from spirl_ray.experiments.pipeline import data_stage, prior_stage, say
     from spirl_ray.skills.checkpoint import load_skill_model
 
+    samplers = list(samplers) + (["policy"] if trial is not None and "policy" not in samplers else [])
     bad = [s for s in samplers if s not in SAMPLERS]
     if bad:
         raise ValueError(f"unknown sampler(s) {bad}; expected some of {list(SAMPLERS)}")
+    if "policy" in samplers and trial is None:
+        raise ValueError("sampler 'policy' needs a trial directory (--trial runs/<name>/tune/spirl/<trial>)")
     cfg = load_config(config, overrides)
     import torch
 
@@ -239,12 +296,26 @@ def exploration(config: str | Path, env_steps: int = 100_000, out: str | Path | 
             p = prior_stage(vcfg, dataset, show_progress, flat=True).path
             models["flat"], paths["flat"] = load_skill_model(p), str(p)
     env_kwargs = vcfg.env.env_kwargs()
+    if trial is not None:
+        trial_dir = Path(trial)
+        if trial_dir.name.startswith("checkpoint_"):
+            trial_dir = trial_dir.parent
+        trial_env = _trial_env_kwargs(trial_dir)
+        if json.loads(json.dumps(trial_env)) != json.loads(json.dumps(env_kwargs)):
+            raise ValueError(f"{trial_dir}: the trial ran on env {trial_env}, the config describes {env_kwargs}")
+        models["policy"], ckpt = load_policy_module(trial)
+        skill_path = json.loads((trial_dir / "params.json").read_text()).get("skill_model_path")
+        if not skill_path:
+            raise ValueError(f"{trial_dir / 'params.json'}: no skill_model_path (not a skill-based trial)")
+        models["policy_skills"], paths["policy"] = load_skill_model(skill_path), str(ckpt)
     from spirl_ray.envs.maze_layout import cell_coverage
 
     layout = _task(env_kwargs)[0]
     positions, coverage = {}, {}
     for name in samplers:
-        xy = exploration_rollouts(env_kwargs, name, env_steps, models.get("skills"), models.get("flat"), seed=seed)
+        skill_model = models.get("policy_skills") if name == "policy" else models.get("skills")
+        xy = exploration_rollouts(env_kwargs, name, env_steps, skill_model, models.get("flat"), seed=seed,
+                                  policy_module=models.get("policy"))
         positions[name], coverage[name] = xy, cell_coverage(layout, xy)
         say(f"exploration: {name:6s} coverage {coverage[name]:.3f} of free cells ({env_steps} env steps)")
     out = Path(out) if out is not None else cfg.root / "exploration.png"
@@ -336,7 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--config", required=True, help="maze experiment YAML")
     e.add_argument("--env-steps", type=int, default=100_000, help="env steps per sampler (paper: 1M)")
     e.add_argument("--out", default=None, help="PNG path (default <storage>/<name>/exploration.png)")
-    e.add_argument("--samplers", default=",".join(SAMPLERS), help=f"comma-separated subset of {','.join(SAMPLERS)}")
+    e.add_argument("--samplers", default=",".join(DEFAULT_SAMPLERS),
+                   help=f"comma-separated subset of {','.join(SAMPLERS)} ('policy' needs --trial)")
+    e.add_argument("--trial", default=None, help="a trial dir of this config (runs/<name>/tune/spirl/<trial>): adds "
+                   "the 'policy' panel, its latest checkpoint's policy sampling skills")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--variant", default=None, help="sweep arm of the config (default: the first)")
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -361,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
                 overrides[k] = yaml.safe_load(v)
             samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
             report = exploration(args.config, args.env_steps, args.out, samplers, args.seed, args.variant,
-                                 show_progress=not args.no_progress, overrides=overrides)
+                                 show_progress=not args.no_progress, overrides=overrides, trial=args.trial)
             print(json.dumps({"png": report["png"], "env_steps": report["env_steps"], "coverage": report["coverage"]},
                              indent=2))
         else:
