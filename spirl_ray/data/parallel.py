@@ -68,7 +68,7 @@ def collect_in_parallel(
 
     started_ray = not ray.is_initialized()
     if started_ray:
-        ray.init(num_cpus=num_workers, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=num_workers, include_dashboard=False, log_to_driver=False)
     try:
         if num_workers is None:
             num_workers = max(1, int(ray.available_resources().get("CPU", os.cpu_count() or 1)))

@@ -337,8 +337,10 @@ class SPiRL(SAC):
     def _prior_feature_encoder(self) -> FeatureEncoder:
         """The replay's feature encoder (``cache_prior_features``): the learner's own frozen prior computes them.
 
-        Called on the (first) learner through ``learner_group.foreach_learner``: in this
-        process for a local learner (``num_learners=0``), else one remote call per add.
+        Called on every learner through ``learner_group.foreach_learner`` (in this process for a
+        local learner, ``num_learners=0``; else one remote call per learner and add) and the first
+        result is stored: each learner's call also records the prior weights its own cached-feature
+        check compares against. With N remote learners the images are encoded N times per add.
 
         Raises:
             ValueError: the learner's module has no image skill prior or does not run the fused
