@@ -271,3 +271,9 @@ def test_critic_layer_norm_reaches_critics_and_targets_only_and_bounds_extrapola
         q_plain, q_plain_far = plain.qf(x).abs().max().item(), plain.qf(1000 * x).abs().max().item()
     assert q_ln_far <= bound
     assert q_plain_far > 100 * q_plain and q_plain_far > bound
+
+
+@pytest.mark.parametrize("option", ["shared_image_encoder", "freeze_policy_encoder"])
+def test_image_encoder_options_on_state_vectors_are_refused(skill_model_path, option):
+    with pytest.raises(ValueError, match=f"{option} act on image observations.*shape \\({OBS},\\)"):
+        _module(skill_model_path, **{option: True})

@@ -243,6 +243,10 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
         self.twin_q = self.model_config.get("twin_q", True)
         image = self._image_settings(obs_shape)
         self._image = bool(image)
+        set_on_vectors = [k for k in ("shared_image_encoder", "freeze_policy_encoder") if self._cfg(k)]
+        if set_on_vectors and not image:
+            raise ValueError(f"SPiRL RL module: {' and '.join(set_on_vectors)} act on image observations; these "
+                             f"are state vectors of shape {obs_shape}")
         self._shared_encoder = bool(image) and bool(self._cfg("shared_image_encoder"))
         self._pi_reads_prior_features = False
         self._prior_feature_weights: List[torch.Tensor] | None = None  # the prior conv's, at the last prior_features()
