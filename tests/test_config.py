@@ -162,3 +162,16 @@ def test_critic_layer_norm_reaches_the_module_config_and_serialises_only_when_se
     inc_a, inc_b = build_algo_config(a, fake)._model_config_auto_includes, build_algo_config(b, fake)._model_config_auto_includes
     assert (inc_a["critic_layer_norm"], inc_b["critic_layer_norm"]) == (False, True)
     assert inc_b["critic_layers"] == 4
+
+
+def test_trials_fit_is_checked_before_the_prior_exists_for_prior_only_image_options(tmp_path):
+    """The pre-stage resource check sizes each arm as SAC; options that need the prior must not fail it."""
+    from spirl_ray.experiments.config import load_config
+    from spirl_ray.experiments.pipeline import check_trials_fit_before_offline_stages
+
+    path = tmp_path / "maze.yaml"
+    path.write_text(f"name: m\nstorage_path: {tmp_path}\nenv: {{name: maze, state: image}}\n"
+                    "rl: {num_env_runners: 0, freeze_policy_encoder: true, cache_prior_features: true, "
+                    "shared_image_encoder: true}\n")
+    need = check_trials_fit_before_offline_stages(load_config(path))
+    assert need is not None and need.get("CPU", 0) >= 1

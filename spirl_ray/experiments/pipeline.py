@@ -485,7 +485,9 @@ def check_trials_fit_before_offline_stages(cfg: ExperimentConfig, resume: bool =
 
     if resume and tune.Tuner.can_restore(str(tune_experiment_dir(cfg))):
         return None
-    arms = [(name, vcfg.model_copy(update={"rl": vcfg.rl.model_copy(update={"method": "sac"})}), None)
+    # the prior does not exist yet: check each arm as SAC, without the options that need a prior
+    no_prior = {"method": "sac", "freeze_policy_encoder": False, "cache_prior_features": False}
+    arms = [(name, vcfg.model_copy(update={"rl": vcfg.rl.model_copy(update=no_prior)}), None)
             for name, vcfg in cfg.variant_configs()]
     return check_trials_fit(sweep_param_space(arms), [name for name, _, _ in arms])
 
