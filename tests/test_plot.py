@@ -151,3 +151,19 @@ def test_cli_missing_metric_is_one_line_error(tmp_path):
         main([str(tmp_path), "--metric", "env_runners/nope", "--out", str(tmp_path / "c.png")])
     msg = str(e.value.code)
     assert "env_runners/nope" in msg and str(tmp_path) in msg and "\n" not in msg
+
+
+def test_default_metric_is_the_envs_task_metric(tmp_path):
+    from spirl_ray.experiments.plot import default_metric
+
+    tune = tmp_path / "runs" / "x" / "tune" / "spirl"
+    tune.mkdir(parents=True)
+    cfg = tmp_path / "runs" / "x" / "config.resolved.yaml"
+    assert default_metric(tune) == "env_runners/num_subtasks_completed_mean"  # no config: kitchen's
+    expected = {"kitchen": "env_runners/num_subtasks_completed_mean", "maze": "env_runners/success_mean",
+                "block_stacking": "env_runners/stacked_blocks_mean"}
+    for env, metric in expected.items():
+        cfg.write_text(f"name: x\nenv:\n  name: {env}\n")
+        assert default_metric(tune) == metric, env
+    cfg.write_text("name: x\nenv:\n  name: gymnasium\n  id: gymnasium_robotics:FetchReach-v4\n")
+    assert default_metric(tune) == "env_runners/episode_return_mean"

@@ -217,6 +217,24 @@ def experiment_info(tune_dir: str | Path) -> dict | None:
             "env": env.get("id") or env.get("name"), "scoring": env.get("scoring")}
 
 
+#: the task metric of each env family (training result key); other envs: the episode return
+TASK_METRICS: dict[str, str] = {
+    "kitchen": DEFAULT_METRIC,
+    "maze": "env_runners/success_mean",
+    "block_stacking": "env_runners/stacked_blocks_mean",
+}
+
+
+def default_metric(tune_dir: str | Path) -> str:
+    """The env's task metric (:data:`TASK_METRICS`) from :func:`experiment_info`: kitchen subtasks, maze
+    success, stacked blocks; ``env_runners/episode_return_mean`` for other envs; kitchen's when the
+    config is missing."""
+    info = experiment_info(tune_dir)
+    if info is None:
+        return DEFAULT_METRIC
+    return TASK_METRICS.get(str(info["env"]), "env_runners/episode_return_mean")
+
+
 def default_title(tune_dir: str | Path) -> str:
     """``"<experiment name> — <env name>, <scoring>"`` (see :func:`experiment_info`); else the folder's name."""
     info = experiment_info(tune_dir)
@@ -342,8 +360,10 @@ def plot(agg: dict[str, dict[str, np.ndarray]], metric: str, out: str | Path, ti
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m spirl_ray.plot", description="Fig. 4-style curves from Tune results")
     p.add_argument("exp_dirs", nargs="+", help="Tune experiment directories (e.g. runs/kitchen/tune/spirl)")
-    p.add_argument("--metric", default=DEFAULT_METRIC,
-                   help=f"training result key (default {DEFAULT_METRIC}); --source eval reads {EVAL_PREFIX}<metric>")
+    p.add_argument("--metric", default=None,
+                   help="training result key (default: the env's task metric, e.g. "
+                        f"{DEFAULT_METRIC} for kitchen, {TASK_METRICS['maze']} for the maze); "
+                        f"--source eval reads {EVAL_PREFIX}<metric>")
     p.add_argument("--source", choices=SOURCES, default="auto",
                    help="train: training episodes; eval: deterministic evaluation rows; "
                         "auto (default): eval when any trial evaluated, else train")
@@ -354,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="PNG path (default: <first dir>/curve.png)")
     p.add_argument("--smooth", type=int, default=1, help="trailing mean over N results per trial (default 1: raw)")
     args = p.parse_args(argv)
+    if args.metric is None:
+        args.metric = default_metric(args.exp_dirs[0])
     try:
         curves = load_curves(args.exp_dirs, args.metric, args.x, source=args.source)
         agg = aggregate(curves, smoothing=args.smooth, from_first=curves[0].source == "eval")

@@ -50,6 +50,7 @@ from spirl_ray.experiments.plot import (
     arm_of,
     column,
     curve_of,
+    default_metric,
     default_title,
     experiment_info,
     metric_key,
@@ -510,7 +511,9 @@ def main(argv: list[str] | None = None) -> int:
                                 description="Write a results record (README, CSV, PNG, table) of a Tune experiment")
     p.add_argument("tune_dir", help="Tune experiment folder, e.g. runs/<name>/tune/spirl")
     p.add_argument("--out", required=True, help="record folder, e.g. results/kitchen/<name> (replaced atomically)")
-    p.add_argument("--metric", default=DEFAULT_METRIC, help=f"training result key (default {DEFAULT_METRIC})")
+    p.add_argument("--metric", default=None, help="training result key (default: the env's task metric from the "
+                   f"run's config.resolved.yaml: {DEFAULT_METRIC} for kitchen, success for the maze, "
+                   "stacked blocks for block stacking)")
     p.add_argument("--paper", action="append", default=None, metavar="KEY|ARM=KEY",
                    help=f"paper numbers to compare with: one KEY for all arms or ARM=KEY per arm; "
                         f"keys: {', '.join(PAPER_NUMBERS)}")
@@ -522,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=int, default=CHECKPOINT_EVERY,
                    help=f"table checkpoint spacing in env steps (default {CHECKPOINT_EVERY:,})")
     args = p.parse_args(argv)
+    if args.metric is None:
+        args.metric = default_metric(args.tune_dir)
     try:
         out = write_record(args.tune_dir, args.out, args.metric, args.paper, args.smooth, args.command,
                            at=args.at, every=args.every)
