@@ -167,3 +167,15 @@ def test_default_metric_is_the_envs_task_metric(tmp_path):
         assert default_metric(tune) == metric, env
     cfg.write_text("name: x\nenv:\n  name: gymnasium\n  id: gymnasium_robotics:FetchReach-v4\n")
     assert default_metric(tune) == "env_runners/episode_return_mean"
+
+
+def test_rows_repeated_after_a_restore_replace_the_abandoned_ones(tmp_path):
+    from spirl_ray.experiments.plot import read_results
+
+    path = tmp_path / "result.json"
+    rows = [(1, 100, 0.1), (2, 200, 0.2), (3, 300, 0.3), (4, 400, 0.4),  # checkpoint at 2, then killed
+            (3, 300, 0.9), (4, 400, 1.0), (5, 500, 1.1)]  # resumed from iteration 2
+    path.write_text("".join(json.dumps({"training_iteration": i, "x": x, "y": y}) + "\n" for i, x, y in rows))
+    df = read_results(path)
+    assert df["training_iteration"].tolist() == [1, 2, 3, 4, 5]
+    assert df["y"].tolist() == [0.1, 0.2, 0.9, 1.0, 1.1]

@@ -96,7 +96,10 @@ def read_results(path: str | Path) -> pd.DataFrame:
     """A trial's ``result.json`` (JSON lines) as a DataFrame with ``/``-joined nested keys; ``config`` dropped.
 
     The last line of a running trial's file may be half written: it is skipped,
-    so a running experiment can be plotted.
+    so a running experiment can be plotted. A trial restored from a checkpoint
+    (``--resume``, a Tune retry) repeats the iterations after that checkpoint;
+    the repeated rows replace the abandoned ones (the rows kept are the history
+    of the trial's final state).
 
     Raises:
         ValueError: a line other than the last is not JSON (names the file and line).
@@ -113,6 +116,9 @@ def read_results(path: str | Path) -> pd.DataFrame:
                 break  # a result still being written
             raise ValueError(f"{path}: line {i + 1} is not a JSON result row ({e})") from None
         row.pop("config", None)
+        it = row.get("training_iteration")
+        while it is not None and rows and rows[-1].get("training_iteration", -1) >= it:
+            rows.pop()  # abandoned by a restore from an earlier checkpoint
         rows.append(row)
     return pd.json_normalize(rows, sep="/")
 
