@@ -226,3 +226,15 @@ def test_commit_note_of_run_info_follows_the_commit(tmp_path, no_png):
     main([str(tune), "--out", str(tmp_path / "rec")])
     assert "- commit: `abc123` (launched with an uncommitted change, committed as def456)\n" in (
         tmp_path / "rec" / "README.md").read_text()
+
+
+def test_resumes_of_both_run_info_formats_are_listed(tmp_path, no_png):
+    run, tune = make_run(tmp_path)
+    info = json.loads((run / "run_info.json").read_text())
+    info["resumed"] = ["2026-01-01T00:10:00+00:00",
+                       {"at": "2026-01-01T00:20:00+00:00", "command": "python -m spirl_ray.run --resume",
+                        "commit": "def456"}]
+    (run / "run_info.json").write_text(json.dumps(info))
+    main([str(tune), "--out", str(tmp_path / "rec")])
+    readme = (tmp_path / "rec" / "README.md").read_text()
+    assert "(resumed at 2026-01-01T00:10:00+00:00, 2026-01-01T00:20:00+00:00 (commit `def456`))" in readme

@@ -394,6 +394,13 @@ def _replace_dir(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _resume_words(entry: str | dict) -> str:
+    """One ``run_info.json`` resume: a time, or ``{"at", "command", "commit"}`` -> "<at> (commit <c>)"."""
+    if isinstance(entry, dict):
+        return f"{entry.get('at', 'unknown')} (commit `{entry.get('commit', 'unknown')}`)"
+    return str(entry)
+
+
 def _readme(title: str, tune_dir: Path, run_info: dict | None, command: str | None, trials: list[Trial],
             names: list[str], table: str, files: list[str]) -> str:
     info = run_info or {}
@@ -409,7 +416,8 @@ def _readme(title: str, tune_dir: Path, run_info: dict | None, command: str | No
         start, end = _parse_time(info.get("started")), _parse_time(info.get("finished"))
         span = _hms((end - start).total_seconds()) if start and end else "unknown (not finished)"
         lines.append(f"- started {info.get('started', 'unknown')}, finished {info.get('finished', 'not recorded')}: "
-                     f"{span} wall time" + (f" (resumed at {', '.join(info['resumed'])})" if info.get("resumed") else ""))
+                     f"{span} wall time" + (f" (resumed at {', '.join(map(_resume_words, info['resumed']))})"
+                                            if info.get("resumed") else ""))
         lines.append(f"- machine: {info.get('hostname', 'unknown host')}, "
                      f"{info.get('cpus', os.cpu_count())} CPU cores")
     else:
