@@ -113,55 +113,43 @@ def test_unknown_kitchen_subtask_is_refused_with_the_closest_names(tmp_path):
     assert ok.env.tasks_to_complete == ["light switch", "hinge cabinet"]
 
 
-def test_image_encoder_options_reach_the_algorithm_and_serialise_only_when_set(tmp_path):
+# rl options that are off by default: (env section, option, where the on value must land: the
+# SPiRLConfig attribute and/or the RL module's model_config)
+WIRED_RL_OPTIONS = [
+    ("{name: maze, state: image}", "shared_image_encoder", ("algo", "module")),
+    ("{name: maze, state: image}", "freeze_policy_encoder", ("algo", "module")),
+    ("{name: maze, state: image}", "cache_prior_features", ("algo",)),
+    ("{name: kitchen}", "critic_layer_norm", ("module",)),
+]
+
+
+@pytest.mark.parametrize("env,option,targets", WIRED_RL_OPTIONS, ids=[o for _, o, _ in WIRED_RL_OPTIONS])
+def test_rl_option_reaches_the_algorithm_and_serialises_only_when_set(tmp_path, env, option, targets):
     from spirl_ray.experiments.pipeline import build_algo_config
 
-    a = load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: image}\n"))
-    b = load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: image}\n"
-                                     "rl: {shared_image_encoder: true, freeze_policy_encoder: true}\n"))
-    assert not {"shared_image_encoder", "freeze_policy_encoder"} & set(a.model_dump()["rl"])  # pins unchanged
-    assert b.model_dump()["rl"]["shared_image_encoder"] is True and b.model_dump()["rl"]["freeze_policy_encoder"] is True
+    off = load_config(_write(tmp_path, f"name: x\nenv: {env}\n"))
+    on = load_config(_write(tmp_path, f"name: x\nenv: {env}\nrl: {{{option}: true, critic_layers: 4}}\n"))
+    assert option not in off.model_dump()["rl"]  # resolved configs and pins of older runs unchanged
+    assert on.model_dump()["rl"][option] is True
     fake = tmp_path / "skills.pt"  # not read: no validate()
-    algo_a, algo_b = build_algo_config(a, fake), build_algo_config(b, fake)
-    assert (algo_a.shared_image_encoder, algo_a.freeze_policy_encoder) == (False, False)
-    assert (algo_b.shared_image_encoder, algo_b.freeze_policy_encoder) == (True, True)
-    inc = algo_b._model_config_auto_includes
-    assert inc["shared_image_encoder"] is True and inc["freeze_policy_encoder"] is True
-    with pytest.raises(ConfigError, match="freeze_policy_encoder.*image states only"):
-        load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: state}\nrl: {freeze_policy_encoder: true}\n"))
-    with pytest.raises(ConfigError, match="does not copy the prior"):
-        load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: image}\n"
-                                     "rl: {method: sac, freeze_policy_encoder: true}\n"))
+    algo_off, algo_on = build_algo_config(off, fake), build_algo_config(on, fake)
+    if "algo" in targets:
+        assert (getattr(algo_off, option), getattr(algo_on, option)) == (False, True)
+    if "module" in targets:
+        inc_off, inc_on = algo_off._model_config_auto_includes, algo_on._model_config_auto_includes
+        assert (inc_off.get(option, False), inc_on[option]) == (False, True)
+        assert inc_on["critic_layers"] == 4  # the neighbouring field still arrives
 
 
-def test_cache_prior_features_reaches_the_algorithm_and_serialises_only_when_set(tmp_path):
-    from spirl_ray.experiments.pipeline import build_algo_config
-
-    a = load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: image}\n"))
-    b = load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: image}\nrl: {cache_prior_features: true}\n"))
-    assert "cache_prior_features" not in a.model_dump()["rl"]  # pins unchanged
-    assert b.model_dump()["rl"]["cache_prior_features"] is True
-    fake = tmp_path / "skills.pt"  # not read: no validate()
-    assert build_algo_config(a, fake).cache_prior_features is False
-    assert build_algo_config(b, fake).cache_prior_features is True
-    with pytest.raises(ConfigError, match="cache_prior_features: image states only"):
-        load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: state}\nrl: {cache_prior_features: true}\n"))
-    with pytest.raises(ConfigError, match="does not use the skill prior"):
-        load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: image}\n"
-                                     "rl: {method: prior_init_sac, cache_prior_features: true}\n"))
-
-
-def test_critic_layer_norm_reaches_the_module_config_and_serialises_only_when_set(tmp_path):
-    from spirl_ray.experiments.pipeline import build_algo_config
-
-    a = load_config(_write(tmp_path, "name: x\nenv: {name: kitchen}\n"))
-    b = load_config(_write(tmp_path, "name: x\nenv: {name: kitchen}\nrl: {critic_layer_norm: true, critic_layers: 4}\n"))
-    assert "critic_layer_norm" not in a.model_dump()["rl"]  # pins unchanged
-    assert b.model_dump()["rl"]["critic_layer_norm"] is True
-    fake = tmp_path / "skills.pt"  # not read: no validate()
-    inc_a, inc_b = build_algo_config(a, fake)._model_config_auto_includes, build_algo_config(b, fake)._model_config_auto_includes
-    assert (inc_a["critic_layer_norm"], inc_b["critic_layer_norm"]) == (False, True)
-    assert inc_b["critic_layers"] == 4
+@pytest.mark.parametrize("env,rl,match", [
+    ("state", "freeze_policy_encoder: true", "freeze_policy_encoder.*image states only"),
+    ("image", "method: sac, freeze_policy_encoder: true", "does not copy the prior"),
+    ("state", "cache_prior_features: true", "cache_prior_features: image states only"),
+    ("image", "method: prior_init_sac, cache_prior_features: true", "does not use the skill prior"),
+])
+def test_image_options_are_refused_where_they_cannot_act(tmp_path, env, rl, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(_write(tmp_path, f"name: x\nenv: {{name: maze, state: {env}}}\nrl: {{{rl}}}\n"))
 
 
 def test_trials_fit_is_checked_before_the_prior_exists_for_prior_only_image_options(tmp_path):
