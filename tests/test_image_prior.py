@@ -12,8 +12,10 @@ from spirl_ray.rl.spirl.rl_module import PRIOR_DIST_INPUTS
 from spirl_ray.skills.checkpoint import load_skill_model, save_skill_model
 from spirl_ray.skills.models import ConvEncoder, SkillModel, SkillModelConfig
 
-IMG = (2, 32, 32)
-Z, H, A = 4, 5, 2
+from image_learner_kit import IMG, A, H, Z
+from image_learner_kit import image_data as _image_data
+from image_learner_kit import image_learner as _image_learner
+
 
 
 def _images(b, seed=0):
@@ -237,31 +239,6 @@ def test_shared_image_encoder_is_one_conv_for_both_critics(image_prior_path):
         before = module.qf_twin(module.qf_twin_encoder(batch)["encoder_out"])
         module.qf_encoder.conv.net[0].bias.add_(1.0)
         assert not torch.allclose(module.qf_twin(module.qf_twin_encoder(batch)["encoder_out"]), before)
-
-
-def _image_learner(path, fast=True, **training):
-    obs_space = gym.spaces.Box(0, 255, IMG, np.uint8)
-    act_space = gym.spaces.Box(-2, 2, (Z,), np.float32)
-
-    class _Env(gym.Env):
-        observation_space, action_space = obs_space, act_space
-
-    fused = training.pop("fused_image_forward", True)
-    config = (SPiRLConfig().environment(observation_space=obs_space, action_space=act_space)
-              .training(skill_model_path=path, train_batch_size_per_learner=16, target_divergence=1.0,
-                        learner_fast_path=fast, tau=0.3, actor_lr=3e-3, critic_lr=3e-3, **training)
-              .rl_module(model_config={"critic_hidden": 32, "critic_layers": 2, "fused_image_forward": fused}))
-    torch.manual_seed(0)
-    return config.build_learner(env=_Env())
-
-
-def _image_data(n):
-    rng = np.random.default_rng(4)
-    return {Columns.OBS: rng.integers(0, 256, (n, *IMG), dtype=np.uint8),
-            Columns.NEXT_OBS: rng.integers(0, 256, (n, *IMG), dtype=np.uint8),
-            Columns.ACTIONS: rng.uniform(-1, 1, (n, Z)).astype(np.float32),
-            Columns.REWARDS: rng.normal(size=n).astype(np.float32),
-            Columns.TERMINATEDS: (rng.random(n) < 0.2).astype(np.float32)}
 
 
 def _state(learner):

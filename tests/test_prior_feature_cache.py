@@ -15,8 +15,8 @@ from spirl_ray.rl.spirl.rl_module import PRIOR_DIST_INPUTS, PRIOR_FEATURES, PRIO
 from spirl_ray.skills.checkpoint import save_skill_model
 from spirl_ray.skills.models import ConvEncoder, SkillModel, SkillModelConfig
 
-IMG = (2, 32, 32)
-Z, H, A = 4, 5, 2
+from image_learner_kit import IMG, A, H, Z, image_data, image_learner, image_spaces
+
 B, K = 16, 3
 
 
@@ -37,30 +37,15 @@ def prior_path(tmp_path_factory):
 
 
 def _spaces():
-    return gym.spaces.Box(0, 255, IMG, np.uint8), gym.spaces.Box(-2, 2, (Z,), np.float32)
+    return image_spaces()
 
 
 def _learner(path, **training):
-    obs_space, act_space = _spaces()
-
-    class _Env(gym.Env):
-        observation_space, action_space = obs_space, act_space
-
-    config = (SPiRLConfig().environment(observation_space=obs_space, action_space=act_space)
-              .training(skill_model_path=path, train_batch_size_per_learner=B, target_divergence=1.0, tau=0.3,
-                        actor_lr=3e-3, critic_lr=3e-3, **training)
-              .rl_module(model_config={"critic_hidden": 32, "critic_layers": 2}))
-    torch.manual_seed(0)
-    return config.build_learner(env=_Env())
+    return image_learner(path, batch_size=B, **training)
 
 
 def _data(n=K * B, seed=4):
-    rng = np.random.default_rng(seed)
-    return {Columns.OBS: rng.integers(0, 256, (n, *IMG), dtype=np.uint8),
-            Columns.NEXT_OBS: rng.integers(0, 256, (n, *IMG), dtype=np.uint8),
-            Columns.ACTIONS: rng.uniform(-1, 1, (n, Z)).astype(np.float32),
-            Columns.REWARDS: rng.normal(size=n).astype(np.float32),
-            Columns.TERMINATEDS: (rng.random(n) < 0.2).astype(np.float32)}
+    return image_data(n, seed)
 
 
 def _with_features(learner, data, swap=False):
