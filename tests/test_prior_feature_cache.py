@@ -85,6 +85,7 @@ def test_prior_features_are_the_forward_conv_features_bit_for_bit(prior_path):
     for n in (1, 2, 3, 16, 33):
         assert torch.equal(module.prior_features(x[:n]), ref[:n]), n
     assert torch.equal(module.prior_features(x, chunk=16), ref)  # a last chunk of one row (33 = 2 x 16 + 1)
+    assert torch.equal(module.prior_features(x[:3], chunk=1), ref[:3])  # every chunk one row
     # the fingerprint follows the prior conv's weights
     key = module.prior_features_key()
     assert key == _learner(prior_path).module[DEFAULT_MODULE_ID].prior_features_key()

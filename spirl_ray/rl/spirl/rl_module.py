@@ -443,15 +443,12 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
         if self._prior_feature_weights is None or not _same_tensors(params, self._prior_feature_weights):
             self._prior_feature_weights = [p.detach().clone() for p in params]
         with torch.no_grad():
-            if n == 1:
-                return prior.encoder.features(ConvEncoder.prepare(obs.expand(2, *obs.shape[1:])))[:1]
             out = []
             for start in range(0, n, chunk):
                 part = obs[start:start + chunk]
-                if len(part) == 1:  # a last chunk of one row: computed with its neighbour
-                    out.append(prior.encoder.features(ConvEncoder.prepare(obs[start - 1:start + 1]))[1:])
-                else:
-                    out.append(prior.encoder.features(ConvEncoder.prepare(part)))
+                one = len(part) == 1  # a chunk of one row runs as two copies of it
+                f = prior.encoder.features(ConvEncoder.prepare(part.expand(2, *part.shape[1:]) if one else part))
+                out.append(f[:1] if one else f)
             return torch.cat(out) if len(out) > 1 else out[0]
 
     def prior_features_key(self) -> str:
