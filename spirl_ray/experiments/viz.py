@@ -52,6 +52,12 @@ SAMPLERS: dict[str, str] = {
 }
 
 
+#: the samplers drawn when none are named (``policy`` needs a trial)
+DEFAULT_SAMPLERS: tuple[str, ...] = ("prior", "normal", "flat", "random")
+#: where the policy's RLModule sits inside an RLlib algorithm checkpoint
+MODULE_IN_CHECKPOINT = "learner_group/learner/rl_module/default_policy"
+
+
 def load_policy_module(trial: str | Path):
     """The trained policy of a Tune trial: its RLModule from the latest ``checkpoint_*`` below ``trial``.
 
@@ -74,12 +80,6 @@ def load_policy_module(trial: str | Path):
     module = RLModule.from_checkpoint(str(ckpts[-1] / MODULE_IN_CHECKPOINT))
     module.eval()
     return module, ckpts[-1]
-
-
-#: the samplers drawn when none are named (``policy`` needs a trial)
-DEFAULT_SAMPLERS: tuple[str, ...] = ("prior", "normal", "flat", "random")
-#: where the policy's RLModule sits inside an RLlib algorithm checkpoint
-MODULE_IN_CHECKPOINT = "learner_group/learner/rl_module/default_policy"
 
 
 # ---- rollouts -----------------------------------------------------------------------------

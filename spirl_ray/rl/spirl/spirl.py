@@ -16,8 +16,8 @@ Differences to RLlib's ``SAC`` (besides the learner / RL module):
 * Checkpoints hold the replay buffer (``store_buffer_in_checkpoints``, on by
   default). RLlib 2.60's new-stack ``Algorithm.get_state`` never saves it, so
   a resumed trial would restart learning from an empty buffer with no warm-up:
-  in ``kitchen_cl`` that cost ~1.9 of ~3 evaluation subtasks at the first
-  evaluation after a resume (results/kitchen/kitchen_cl_layer_norm).
+  in ``kitchen_cl`` one seed's first evaluation after a resume fell from 3.0
+  to 1.1 subtasks (results/kitchen/diagnosis_timeout_bootstrap, "Outcome").
 
 Speed (config switches, see :class:`SPiRLConfig`; ``benchmarks/`` measures them):
 
