@@ -238,3 +238,10 @@ def test_resumes_of_both_run_info_formats_are_listed(tmp_path, no_png):
     main([str(tune), "--out", str(tmp_path / "rec")])
     readme = (tmp_path / "rec" / "README.md").read_text()
     assert "(resumed at 2026-01-01T00:10:00+00:00, 2026-01-01T00:20:00+00:00 (commit `def456`))" in readme
+
+
+def test_index_line_counts_seeds_in_words():
+    from spirl_ray.experiments.report import index_line
+
+    assert index_line("m/a", "t", ["ssp"], 1, 1000).endswith("ssp, 1 seed, 1,000 env steps")
+    assert index_line("m/a", "t", ["spirl"], 3, 5e5).endswith("spirl, 3 seeds, 500,000 env steps")

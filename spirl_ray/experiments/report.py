@@ -339,7 +339,7 @@ def results_root(out: str | Path) -> Path | None:
 
 def index_line(rel: str, title: str, arms: list[str], n_seeds: int, final_env_steps: float) -> str:
     """One line of ``results/README.md`` for the record at ``rel`` (relative to the results root)."""
-    return (f"- [{rel}]({rel}/README.md): {title}, {' / '.join(arms)}, {n_seeds} seeds, "
+    return (f"- [{rel}]({rel}/README.md): {title}, {' / '.join(arms)}, {n_seeds} seed{'s' if n_seeds != 1 else ''}, "
             f"{final_env_steps:,.0f} env steps")
 
 
