@@ -58,6 +58,16 @@ def test_conv_encoder_is_the_papers_three_layers_on_uint8_over_255():
         ConvEncoder((32, 32))
 
 
+@pytest.mark.parametrize("shape", [(5, 2, 32, 32), (3, 6, 32, 32), (1, 3, 9, 11)])
+def test_prepare_of_uint8_is_bitwise_the_float_path_channels_last(shape):
+    x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    reference = (x.float() * (1.0 / 255.0)).contiguous(memory_format=torch.channels_last)
+    for inp in (x, x.float()):
+        p = ConvEncoder.prepare(inp)
+        assert p.dtype == torch.float32 and p.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(p, reference) and p.stride() == reference.stride()
+
+
 def test_image_skill_model_shapes_loss_and_checkpoint(tmp_path):
     torch.manual_seed(0)
     model = SkillModel(_image_config())
@@ -77,11 +87,40 @@ def test_image_skill_model_shapes_loss_and_checkpoint(tmp_path):
     assert flat.loss(states[:, :2], actions[:, :1])["loss"].isfinite()
 
 
+def test_closed_loop_image_model_decodes_from_its_own_conv_features(tmp_path):
+    """Closed loop on images (the reference's ImageClSPiRLMdl): the encoder and decoder read a conv of s_t
+    that is not the prior's; reconstruction trains it; step t's action reads image t."""
+    torch.manual_seed(0)
+    model = SkillModel(_image_config(decoder="closed_loop"))
+    assert model.state_encoder is not None and model.state_encoder is not model.prior.encoder
+    states = torch.stack([_images(6, s) for s in range(H + 1)], dim=1)  # (B, H+1, C, H, W) uint8
+    actions = torch.randn(6, H, A)
+    out = model.loss(states, actions)
+    assert all(torch.isfinite(v) for v in out.values())
+    out["loss"].backward()
+    assert model.state_encoder.net[0].weight.grad.abs().sum() > 0  # trained by reconstruction (+ beta KL)
+    model.eval()
+    z = torch.randn(6, Z)
+    with torch.no_grad():
+        rec = model.reconstruct(z, states)
+        for t in (0, H - 1):
+            torch.testing.assert_close(rec[:, t], model.decode_step(z, states[:, t]))
+        assert not torch.allclose(rec[:, 0], model.decode_step(z, states[:, 1]))
+        # flattened images are read the same as (C, H, W) ones
+        torch.testing.assert_close(model.decode_step(z, states[:, 2].reshape(6, -1)), rec[:, 2])
+        # the posterior reads the images: other images, another q(z | a, s)
+        q1, q2 = model.posterior(actions, states), model.posterior(actions, states.flip(1))
+        assert not torch.allclose(q1.loc, q2.loc)
+    path = save_skill_model(tmp_path / "cl.pt", model)
+    loaded = load_skill_model(path)
+    torch.testing.assert_close(loaded.decode_step(z, states[:, 0]), model.decode_step(z, states[:, 0]))
+
+
 def test_image_config_validation_and_unchanged_vector_configs():
     with pytest.raises(ValueError, match="C\\*H\\*W"):
         SkillModelConfig(obs_dim=10, action_dim=A, image_shape=IMG)
-    with pytest.raises(ValueError, match="closed-loop"):
-        SkillModelConfig(obs_dim=2048, action_dim=A, image_shape=IMG, decoder="closed_loop")
+    with pytest.raises(ValueError, match="decoder_state_conditioned needs state vectors"):
+        SkillModelConfig(obs_dim=2048, action_dim=A, image_shape=IMG, decoder_state_conditioned=True)
     # vector-state configs serialise without the image fields: prior cache keys stay what they were
     vec = SkillModelConfig(obs_dim=30, action_dim=9)
     assert not {"image_shape", "conv_channels", "conv_kernel"} & set(vec.model_dump())

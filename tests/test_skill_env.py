@@ -83,3 +83,45 @@ def test_numpy_closed_loop_decoder_equals_torch():
     expected = m.decode_step(z, s).detach().numpy()
     got = run_numpy_mlp(numpy_mlp(m.decoder_mlp), np.concatenate([s.numpy(), z.numpy()], axis=1))
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+class _ImageCountingEnv(CountingEnv):
+    """CountingEnv with (2, 8, 8) uint8 image states whose pixels encode the env step t."""
+
+    def __init__(self):
+        super().__init__(terminate_at=100)
+        import gymnasium as gym
+
+        self.observation_space = gym.spaces.Box(0, 255, (2, 8, 8), np.uint8)
+
+    @staticmethod
+    def image(t: int) -> np.ndarray:
+        rng = np.random.default_rng(t)  # a different image at every step
+        return rng.integers(0, 256, (2, 8, 8), dtype=np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        _, info = super().reset(seed=seed, options=options)
+        return self.image(self.t), info
+
+    def step(self, action):
+        _, r, term, trunc, info = super().step(action)
+        return self.image(self.t), r, term, trunc, info
+
+
+def test_closed_loop_decoder_on_images_reads_each_steps_image():
+    torch.manual_seed(0)
+    m = SkillModel(SkillModelConfig(obs_dim=2 * 8 * 8, action_dim=2, horizon=H, latent_dim=Z, decoder="closed_loop",
+                                    image_shape=(2, 8, 8), conv_channels=(4, 8), lstm_hidden=16, decoder_hidden=16,
+                                    decoder_layers=2)).eval()
+    base = _ImageCountingEnv()
+    env = SkillEnv(base, m)
+    env.reset(seed=0)
+    z = np.array([0.5, -1.0, 2.0], np.float32)
+    env.step(z)
+    zt = torch.as_tensor(z)[None]
+    with torch.no_grad():
+        per_step = [m.decode_step(zt, torch.as_tensor(base.image(t))[None])[0].numpy() for t in range(H)]
+        first_image_only = m.decode_step(zt.expand(H, -1), torch.as_tensor(base.image(0))[None].expand(H, -1, -1, -1))
+    executed = np.stack(base.actions)
+    np.testing.assert_allclose(executed, np.clip(np.stack(per_step), -1, 1), atol=1e-5)
+    assert not np.allclose(executed, np.clip(first_image_only.numpy(), -1, 1), atol=1e-3)  # the state is fed back

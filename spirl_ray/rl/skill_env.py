@@ -60,7 +60,9 @@ class SkillEnv(gym.Wrapper):
     Args:
         env: low-level env with a Box observation: a flat state vector, or
             (C, H, W) uint8 images for a model with ``image_shape`` (the
-            prior reads them; the open-loop decoder reads no state).
+            prior reads them; the open-loop decoder reads no state; the
+            closed-loop decoder reads its ``state_encoder``'s conv features of
+            each env step's image, one torch conv call per env step).
         skill_model: trained :class:`SkillModel`; used frozen, in eval mode, on CPU.
         z_bound: skill action bound; the paper squashes to [-2, 2] (appendix B.2).
 
@@ -95,6 +97,7 @@ class SkillEnv(gym.Wrapper):
         self._high = np.asarray(env.action_space.high, np.float32)
         self._obs: np.ndarray | None = None
         self._decoder_np = numpy_mlp(self.model.decoder_mlp) if self.closed_loop else None
+        self._image_states = self.model.state_encoder is not None
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
@@ -116,7 +119,11 @@ class SkillEnv(gym.Wrapper):
         trace: list | None = None
         for k in range(1, self.horizon + 1):
             if self.closed_loop:  # decode_step(z, s_t) in numpy, BatchNorm folded (same numbers)
-                x = np.concatenate([np.asarray(obs, np.float32).reshape(-1), z_np])
+                if self._image_states:  # the decoder's own conv features of the image s_t
+                    s_t = self.model.state_input(torch.as_tensor(np.asarray(obs))[None])[0].numpy()
+                else:
+                    s_t = np.asarray(obs, np.float32).reshape(-1)
+                x = np.concatenate([s_t, z_np])
                 action = np.clip(run_numpy_mlp(self._decoder_np, x), self._low, self._high)
             else:
                 action = actions[k - 1]
