@@ -1,6 +1,8 @@
 """Results record (``python -m spirl_ray.report``) on a fabricated Tune experiment folder."""
 
 import json
+import re
+import shlex
 
 import pandas as pd
 import pytest
@@ -245,3 +247,17 @@ def test_index_line_counts_seeds_in_words():
 
     assert index_line("m/a", "t", ["ssp"], 1, 1000).endswith("ssp, 1 seed, 1,000 env steps")
     assert index_line("m/a", "t", ["spirl"], 3, 5e5).endswith("spirl, 3 seeds, 500,000 env steps")
+
+
+def test_readme_quotes_the_report_command_that_regenerates_it(tmp_path, no_png):
+    _, tune = make_run(tmp_path)
+    out = tmp_path / "rec dir"  # a space: the quoted command must still run as is
+    argv = [str(tune), "--out", str(out), "--every", "50000", "--smooth", "3", "--paper", "kitchen_spirl_cl"]
+    main(argv)
+    readme = (out / "README.md").read_text()
+    quoted = re.search(r"Regenerate it \(same flags\) with `([^`]*)`", readme).group(1)
+    assert shlex.split(quoted) == ["python", "-m", "spirl_ray.report", *argv]
+    # the quoted command writes the same record
+    before = {f: (out / f).read_text() for f in ("table.md", "seed0_spirl.csv")}
+    main(shlex.split(quoted)[3:])
+    assert {f: (out / f).read_text() for f in before} == before

@@ -34,7 +34,9 @@ import datetime
 import json
 import os
 import re
+import shlex
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -402,12 +404,14 @@ def _resume_words(entry: str | dict) -> str:
 
 
 def _readme(title: str, tune_dir: Path, run_info: dict | None, command: str | None, trials: list[Trial],
-            names: list[str], table: str, files: list[str]) -> str:
+            names: list[str], table: str, files: list[str], report_command: str | None = None) -> str:
     info = run_info or {}
     cmd = info.get("command") or command or "unknown"
+    regen = (f"Regenerate it (same flags) with `{report_command}`." if report_command
+             else "Rerun it on the same folder to regenerate this record.")
     lines = [f"# {title}", "",
-             f"Results record of the Tune experiment `{tune_dir}`, written by `python -m spirl_ray.report` "
-             "(rerun it on the same folder to regenerate this record).", "",
+             f"Results record of the Tune experiment `{tune_dir}`, written by `python -m spirl_ray.report`. "
+             + regen, "",
              "## What was run", "",
              f"- command: `{cmd}`" + ("" if info.get("command") or not command else " (given to the report)"),
              f"- commit: `{info.get('commit', 'unknown')}`"
@@ -436,14 +440,16 @@ def _readme(title: str, tune_dir: Path, run_info: dict | None, command: str | No
 
 def write_record(tune_dir: str | Path, out: str | Path, metric: str = DEFAULT_METRIC,
                  paper_specs: list[str] | None = None, smoothing: int = 1, command: str | None = None,
-                 at: list[int] | None = None, every: int = CHECKPOINT_EVERY) -> Path:
+                 at: list[int] | None = None, every: int = CHECKPOINT_EVERY,
+                 report_command: str | None = None) -> Path:
     """Write the results record of the Tune experiment ``tune_dir`` to the folder ``out`` (replacing it
     atomically) and update the results index; returns ``out``.
 
     ``metric``: training result key (evaluation: ``evaluation/`` + it); ``paper_specs``: ``--paper`` values
     (see :func:`parse_paper`); ``smoothing``: trailing mean over that many results per trial for the
     plot only; ``command``: shown when ``runs/<name>/run_info.json`` is missing; ``at``/``every``:
-    table checkpoints in env steps (see :func:`results_table`).
+    table checkpoints in env steps (see :func:`results_table`); ``report_command``: the report
+    command line that wrote the record, quoted in its README so that it can be regenerated as is.
 
     Raises:
         FileNotFoundError: no trials below ``tune_dir``.
@@ -497,7 +503,8 @@ def write_record(tune_dir: str | Path, out: str | Path, metric: str = DEFAULT_ME
             plot(train_agg, metric, tmp / "curve.png", title=title, ylabel=y_label(metric, "train", scoring))
         table = results_table(trials, metric, paper, at=at, every=every, scoring=scoring)
         (tmp / "table.md").write_text(table)
-        (tmp / "README.md").write_text(_readme(title, tune_dir, run_info, command, trials, names, table, files))
+        (tmp / "README.md").write_text(_readme(title, tune_dir, run_info, command, trials, names, table, files,
+                                                   report_command))
         _replace_dir(tmp, out)
     finally:
         if tmp.exists():
@@ -536,8 +543,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.metric is None:
         args.metric = default_metric(args.tune_dir)
     try:
+        report_command = shlex.join(["python", "-m", "spirl_ray.report",
+                                     *(sys.argv[1:] if argv is None else argv)])
         out = write_record(args.tune_dir, args.out, args.metric, args.paper, args.smooth, args.command,
-                           at=args.at, every=args.every)
+                           at=args.at, every=args.every, report_command=report_command)
     except (FileNotFoundError, KeyError, ValueError) as e:
         raise SystemExit(f"python -m spirl_ray.report: error: {e.args[0] if e.args else e}") from None
     print((out / "table.md").read_text())
