@@ -109,3 +109,14 @@ def test_tiny_block_stacking_cli_run_logs_stacked_blocks(tmp_path, capsys):
     assert len(stacked) and stacked.between(0, 10).all()
     assert df["env_runners/max_stacked_blocks_mean"].notna().any()
     assert df["learners/default_policy/kl_to_prior"].notna().any()
+
+    # the prior-quality record reads the image states and reports the rollouts in stacked blocks
+    from spirl_ray.experiments.prior_report import main as prior_report_main
+
+    out_dir = tmp_path / "results" / "prior"
+    assert prior_report_main(["--config", str(cfg), "--out", str(out_dir)]) == 0
+    rec = json.loads((out_dir / "prior.json").read_text())
+    assert rec["log_sigma"]["states"] > 0 and len(rec["log_sigma"]["mean_log_sigma_per_dim"]) == 4
+    assert rec["prior_rollouts"]["prior"]["mean_stacked_blocks"] == rollouts["prior"]["mean_stacked_blocks"]
+    readme = (out_dir / "README.md").read_text()
+    assert "stacked blocks at the episode end" in readme and "subtasks per episode" not in readme

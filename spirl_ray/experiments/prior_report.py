@@ -77,8 +77,10 @@ def build_prior_report(cfg: ExperimentConfig, rollouts_out: Path | None = None) 
     if not result.cached:
         print("[spirl-ray] note: the prior was not cached and has just been trained", file=sys.stderr)
     model = load_skill_model(result.path)
-    episodes = read_dataset(path, fmt=cfg.data.format, **cfg.env.reader_kwargs())
-    ds = SequenceDataset(episodes, model.config.horizon, cfg.data.val_fraction, cfg.data.split_seed, source=str(path))
+    images = cfg.env.image_states
+    episodes = read_dataset(path, fmt=cfg.data.format, read_images=images, **cfg.env.reader_kwargs())
+    ds = SequenceDataset(episodes, model.config.horizon, cfg.data.val_fraction, cfg.data.split_seed, source=str(path),
+                         obs_key="images" if images else "observations")
     states = np.concatenate([b["states"][:, 0] for b in ds.iterate_val(1024, max_windows=20_000)])
     model.eval()
     lengths = np.array([len(e.actions) for e in episodes])
@@ -117,6 +119,11 @@ def build_prior_report(cfg: ExperimentConfig, rollouts_out: Path | None = None) 
         "prior_rollouts": None if rollouts is None else {
             k: {"mean_subtasks": rollouts[k]["mean_subtasks"], "mean_any_subtasks": rollouts[k]["mean_any_subtasks"],
                 "sem_subtasks": _sem(rollouts[k].get("subtasks")),
+                **({"mean_stacked_blocks": rollouts[k]["mean_stacked_blocks"],
+                    "sem_stacked_blocks": _sem(rollouts[k].get("stacked_blocks")),
+                    "mean_max_stacked_blocks": rollouts[k].get("mean_max_stacked_blocks")}
+                   if "mean_stacked_blocks" in rollouts[k] else {}),
+                "mean_return": rollouts[k].get("mean_return"),
                 "episodes": rollouts[k]["episodes"], "squash": rollouts[k].get("squash")}
             for k in ("prior", "prior_mean", "normal") if k in rollouts
         },
@@ -151,11 +158,20 @@ def render(rep: dict[str, Any]) -> str:
         f"| scripted data: mean episode length / RL episode limit (env steps) | {d['mean_episode_env_steps']:.0f} / {d['rl_episode_limit_env_steps']} |",
         f"| prior training wall time | {rep['prior_wall_time_s'] or 0:.0f} s |",
     ]
-    if rep["prior_rollouts"]:
+    names = {"prior": "u ~ p(z|s) (sampled skills)", "prior_mean": "u = mean of p(z|s)", "normal": "u ~ N(0, I)"}
+    rolls = rep["prior_rollouts"] or {}
+    if rolls and all("mean_stacked_blocks" in r for r in rolls.values()):  # block stacking
+        lines += ["", "Prior rollouts on the downstream task, executed through the policy's squash:", "",
+                  "| sampler | stacked blocks at the episode end (± s.e.m.) | highest tower during the episode "
+                  "| return | episodes |", "|---|---|---|---|---|"]
+        for k, r in rolls.items():
+            sem = "" if r.get("sem_stacked_blocks") is None else f" ± {r['sem_stacked_blocks']:.2f}"
+            lines.append(f"| {names.get(k, k)} | {r['mean_stacked_blocks']:.2f}{sem} | "
+                         f"{r['mean_max_stacked_blocks']:.2f} | {r['mean_return']:.0f} | {r['episodes']} |")
+    elif rolls:
         lines += ["", f"Prior rollouts on {rep['tasks']} (`{rep['scoring']}` scoring), executed through the policy's squash:", "",
                   "| sampler | subtasks per episode (± s.e.m.) | any of 7 | episodes |", "|---|---|---|---|"]
-        names = {"prior": "u ~ p(z|s) (sampled skills)", "prior_mean": "u = mean of p(z|s)", "normal": "u ~ N(0, I)"}
-        for k, r in rep["prior_rollouts"].items():
+        for k, r in rolls.items():
             sem = "" if r.get("sem_subtasks") is None else f" ± {r['sem_subtasks']:.2f}"
             lines.append(f"| {names.get(k, k)} | {r['mean_subtasks']:.2f}{sem} | {r['mean_any_subtasks']:.2f} | {r['episodes']} |")
         lines += ["", "The kitchen reset is deterministic up to ~1e-3 rad of noise, so the mean-skill rows are "
