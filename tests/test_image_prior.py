@@ -111,6 +111,8 @@ def test_closed_loop_image_model_decodes_from_its_own_conv_features(tmp_path):
         # the posterior reads the images: other images, another q(z | a, s)
         q1, q2 = model.posterior(actions, states), model.posterior(actions, states.flip(1))
         assert not torch.allclose(q1.loc, q2.loc)
+        with pytest.raises(ValueError, match=r"reads states of shape \(\.\.\., 2, 32, 32\) or \(\.\.\., 2048\)"):
+            model.decode_step(z, torch.zeros(6, 25))
     path = save_skill_model(tmp_path / "cl.pt", model)
     loaded = load_skill_model(path)
     torch.testing.assert_close(loaded.decode_step(z, states[:, 0]), model.decode_step(z, states[:, 0]))

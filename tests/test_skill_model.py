@@ -47,6 +47,34 @@ def test_loss_terms_match_eq4():
     assert torch.allclose(out["loss"], out["reconstruction"] + 0.3 * out["kl"] + out["prior_loss"], atol=1e-4)
 
 
+@pytest.mark.parametrize("images", [False, True])
+def test_closed_loop_loss_decodes_action_t_from_state_t(images):
+    """Closed loop (vectors and images): eq. 4's posterior reads [a_t, s_t] and the decoder action t reads s_t,
+    recomputed here step by step, independently of the loss's batched path."""
+    from spirl_ray.skills.models import gaussian_from_params
+
+    torch.manual_seed(0)
+    kw = dict(image_shape=(2, 8, 8), conv_channels=(4, 8)) if images else {}
+    m = SkillModel(SkillModelConfig(obs_dim=2 * 8 * 8 if images else S, action_dim=A, horizon=H, latent_dim=Z,
+                                    decoder="closed_loop", lstm_hidden=16, decoder_hidden=16, **kw)).eval()
+    if images:
+        states = torch.randint(0, 256, (B, H + 1, 2, 8, 8), dtype=torch.uint8)
+    else:
+        states = torch.randn(B, H + 1, S)
+    actions = torch.randn(B, H, A)
+    with torch.no_grad():
+        feats = torch.stack([m.state_input(states[:, t]).float() for t in range(H)], dim=1)
+        _, (h, _) = m.encoder(torch.cat([actions, feats], dim=-1))
+        q = gaussian_from_params(m.encoder_head(h[-1]))
+        torch.manual_seed(1)
+        z = q.rsample()
+        a_hat = torch.stack([m.decode_step(z, states[:, t]) for t in range(H)], dim=1)
+        torch.manual_seed(1)
+        out = m.loss(states, actions)
+    torch.testing.assert_close(out["mse"], (a_hat - actions).pow(2).mean())
+    torch.testing.assert_close(out["kl"], kl_divergence(q, Normal(0.0, 1.0)).mean())
+
+
 def test_prior_loss_does_not_reach_encoder():
     """Stop-gradient (eq. 4): encoder gradients of the full loss do not depend on the prior."""
     m = make()

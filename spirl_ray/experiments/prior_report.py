@@ -35,12 +35,18 @@ from spirl_ray.experiments.config import ConfigError, ExperimentConfig, load_con
 from spirl_ray.utils import atomic_path, file_sha256
 
 
-def prior_log_sigma_stats(model, states: np.ndarray) -> dict[str, Any]:
-    """log σ of p(z|s) over ``states`` (N, obs_dim): smallest, percentiles and per-dim means (nats-free, log units)."""
+def prior_log_sigma_stats(model, states: np.ndarray, chunk: int = 1024) -> dict[str, Any]:
+    """log σ of p(z|s) over ``states``: (N, S) float or (N, C, H, W) uint8 images (kept uint8: the conv
+    encoder converts them; ``chunk`` rows at a time); smallest, percentiles and per-dim means (log units)."""
+    x = torch.as_tensor(states) if states.dtype == np.uint8 else torch.as_tensor(states, dtype=torch.float32)
+    locs, log_scales = [], []
     with torch.no_grad():
-        d = model.prior.dist(torch.as_tensor(states, dtype=torch.float32))
-        ls = d.scale.log().numpy()  # (N, Z)
-        mu = d.loc.numpy()
+        for i in range(0, len(x), chunk):
+            d = model.prior.dist(x[i:i + chunk])
+            locs.append(d.loc.numpy())
+            log_scales.append(d.scale.log().numpy())
+    ls = np.concatenate(log_scales)  # (N, Z)
+    mu = np.concatenate(locs)
     return {
         "states": int(len(states)),
         "min_log_sigma": float(ls.min()),

@@ -63,7 +63,8 @@ class SkillModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    obs_dim: PositiveInt = Field(description="state dim S the prior (and closed-loop parts) read")
+    obs_dim: PositiveInt = Field(description="state dim S (images: C*H*W) the prior and the closed-loop parts read "
+                                             "(closed loop on images: through their own conv encoder)")
     action_dim: PositiveInt = Field(description="low-level action dim A")
     horizon: PositiveInt = Field(10, description="skill horizon H, in env steps")
     latent_dim: PositiveInt = Field(10, description="skill latent dim |Z|")
@@ -80,7 +81,8 @@ class SkillModelConfig(BaseModel):
     decoder_layers: PositiveInt = Field(5, description="closed-loop decoder MLP linear layers")
     beta: float = Field(5e-4, ge=0, description="weight of KL(q || N(0, I)); kitchen 5e-4, maze/blocks 1e-2")
     image_shape: tuple[PositiveInt, PositiveInt, PositiveInt] | None = Field(
-        None, description="(C, H, W) of uint8 image states the prior reads through a conv encoder; None = state vectors"
+        None, description="(C, H, W) of uint8 image states the prior (and the closed-loop encoder and decoder) read "
+                          "through conv encoders; None = state vectors"
     )
     conv_channels: tuple[PositiveInt, ...] = Field(
         (8, 16, 32), min_length=1, description="image states: output channels of the conv layers (appendix B.1)"
@@ -343,11 +345,21 @@ class SkillModel(nn.Module):
     def state_input(self, states: torch.Tensor) -> torch.Tensor:
         """What the closed-loop encoder and decoder read for states: (..., S) -> (..., S) unchanged for
         state vectors; images (..., C, H, W) uint8 (or flattened (..., C*H*W)) -> (..., F) conv features
-        of ``state_encoder`` (F = its ``out_dim``, 512 at the paper's sizes)."""
+        of ``state_encoder`` (F = its ``out_dim``, 512 at the paper's sizes).
+
+        Raises:
+            ValueError: image states of neither shape (..., C, H, W) nor (..., C*H*W).
+        """
         if self.state_encoder is None:
             return states
-        shape = self.config.image_shape
-        lead = states.shape[:-3] if tuple(states.shape[-3:]) == tuple(shape) else states.shape[:-1]
+        shape = tuple(self.config.image_shape)
+        if tuple(states.shape[-3:]) == shape:
+            lead = states.shape[:-3]
+        elif states.shape[-1] == self.config.obs_dim:
+            lead = states.shape[:-1]
+        else:
+            raise ValueError(f"the closed-loop image model reads states of shape (..., {', '.join(map(str, shape))}) "
+                             f"or (..., {self.config.obs_dim}), got {tuple(states.shape)}")
         feats = self.state_encoder(states.reshape(-1, *shape))
         return feats.reshape(*lead, feats.shape[-1])
 
