@@ -95,14 +95,23 @@ def test_killed_env_runner_is_restarted_and_training_continues(ray_session, skil
         assert runners_after[1]["steps"] > 0  # the restarted runner samples again
         # The restarted runner gets the learner's current policy, not a fresh init. A runner that
         # RLlib brings back into service in the middle of a training step has missed that step's
-        # (fire-and-forget) weight sync; the next step's sync reaches it.
-        algo.train()
-        learner_pi = next(iter(algo.learner_group.foreach_learner(lambda l: l.module[DEFAULT_MODULE_ID].pi.state_dict()))).get()
-        runner_pi = algo.env_runner_group.foreach_env_runner(
-            lambda r: r.module.pi.state_dict(), local_env_runner=False, remote_worker_ids=[1]
-        )[0]
-        for k, v in learner_pi.items():
-            torch.testing.assert_close(torch.as_tensor(runner_pi[k]), torch.as_tensor(v), msg=k)
+        # (fire-and-forget) weight sync; a later step's sync reaches it (on a loaded machine the
+        # runner can come back one step later still, so up to three steps are allowed).
+        def runner_has_learner_weights() -> bool:
+            learner_pi = next(iter(algo.learner_group.foreach_learner(
+                lambda l: l.module[DEFAULT_MODULE_ID].pi.state_dict()))).get()
+            runner_pi = algo.env_runner_group.foreach_env_runner(
+                lambda r: r.module.pi.state_dict(), local_env_runner=False, remote_worker_ids=[1]
+            )[0]
+            return all(torch.equal(torch.as_tensor(runner_pi[k]), torch.as_tensor(v)) for k, v in learner_pi.items())
+
+        synced = []
+        for _ in range(3):
+            algo.train()
+            synced.append(runner_has_learner_weights())
+            if synced[-1]:
+                break
+        assert synced[-1], f"runner 1 never received the learner's weights after {len(synced)} training steps"
     finally:
         algo.stop()
 

@@ -105,9 +105,11 @@ def test_maze_env_section_defaults_and_errors(tmp_path):
         p.write_text(f"name: x\nenv: {env_yaml}\n")
         with pytest.raises(ConfigError, match=match):
             load_config(p)
-    p.write_text("name: x\nenv: {name: maze}\nskill_model: {decoder: closed_loop}\n")
-    with pytest.raises(ConfigError, match="image"):
+    p.write_text("name: x\nenv: {name: maze}\nskill_model: {decoder_state_conditioned: true}\n")
+    with pytest.raises(ConfigError, match="decoder_state_conditioned needs state vectors"):
         load_config(p)
+    p.write_text("name: x\nenv: {name: maze}\nskill_model: {decoder: closed_loop}\n")  # closed loop reads images
+    assert load_config(p).skill_model["decoder"] == "closed_loop"
 
 
 def test_maze_configs_follow_the_paper():
