@@ -79,7 +79,8 @@ class SkillModelConfig(BaseModel):
     prior_layers: PositiveInt = Field(6, description="number of linear layers of the prior MLP")
     decoder_hidden: PositiveInt = Field(128, description="closed-loop decoder MLP width")
     decoder_layers: PositiveInt = Field(5, description="closed-loop decoder MLP linear layers")
-    beta: float = Field(5e-4, ge=0, description="weight of KL(q || N(0, I)); kitchen 5e-4, maze/blocks 1e-2")
+    beta: float = Field(5e-4, ge=0, description="weight of KL(q || N(0, I)); kitchen 5e-4, maze/blocks 1e-2, "
+                                             "closed-loop blocks 1e-4 (reference configs)")
     image_shape: tuple[PositiveInt, PositiveInt, PositiveInt] | None = Field(
         None, description="(C, H, W) of uint8 image states the prior (and the closed-loop encoder and decoder) read "
                           "through conv encoders; None = state vectors"
