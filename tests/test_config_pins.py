@@ -8,7 +8,8 @@ the prior cache key. A change of any of them would retrain every cached prior
 or change what ``--resume`` compares, so they must stay as recorded. Deliberate
 changes update the pin in the same commit: ``kitchen_cl.yaml`` collects its data
 with ``data.collect.subtask_order: rpl`` (a new dataset name and resolved config) and
-LayerNorm critics (``rl.critic_layer_norm``).
+LayerNorm critics (``rl.critic_layer_norm``); ``maze.yaml`` and ``block_stacking.yaml``
+keep the paper's 1e6 replay now that images stay uint8 in it (``rl.replay_capacity``).
 
 The cache key is computed with the dataset's content hash replaced by a
 constant (the data are not at hand here); the dims are those each family's
