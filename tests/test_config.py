@@ -141,6 +141,19 @@ def test_rl_option_reaches_the_algorithm_and_serialises_only_when_set(tmp_path, 
         assert inc_on["critic_layers"] == 4  # the neighbouring field still arrives
 
 
+def test_alpha_min_reaches_the_algorithm_and_serialises_only_when_set(tmp_path):
+    from spirl_ray.experiments.pipeline import build_algo_config
+
+    off = load_config(_write(tmp_path, "name: x\n"))
+    on = load_config(_write(tmp_path, "name: x\nrl: {alpha_min: 0.25, initial_alpha: 0.5}\n"))
+    assert "alpha_min" not in off.model_dump()["rl"]  # resolved configs and pins of older runs unchanged
+    fake = tmp_path / "skills.pt"  # not read: no validate()
+    algo_off, algo_on = build_algo_config(off, fake), build_algo_config(on, fake)
+    assert (algo_off.alpha_min, algo_on.alpha_min, algo_on.initial_alpha) == (None, 0.25, 0.5)
+    with pytest.raises(ConfigError, match="rl.alpha_min"):
+        load_config(_write(tmp_path, "name: x\nrl: {alpha_min: 0}\n"))
+
+
 @pytest.mark.parametrize("env,rl,match", [
     ("state", "freeze_policy_encoder: true", "freeze_policy_encoder.*image states only"),
     ("image", "method: sac, freeze_policy_encoder: true", "does not copy the prior"),

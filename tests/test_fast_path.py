@@ -182,3 +182,23 @@ def test_fast_path_uses_fused_adam_and_reference_path_does_not(skill_model_path)
     fused = [opt.param_groups[0]["fused"] for _, opt in _learner(skill_model_path, fast=True).get_optimizers_for_module(DEFAULT_MODULE_ID)]
     plain = [opt.param_groups[0].get("fused") for _, opt in _learner(skill_model_path, fast=False).get_optimizers_for_module(DEFAULT_MODULE_ID)]
     assert all(fused) and not any(plain)
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["reference_path", "fast_path"])
+def test_alpha_min_holds_alpha_at_its_floor_and_only_there(skill_model_path, fast):
+    # The policy starts as the prior: KL ≈ 0 < δ = 5, so every step lowers log α by ~alpha_lr = 0.03
+    # (Adam): 4 steps take α from 1 to ~0.89 without a floor, and to exactly the floor 0.95 with one.
+    data, ts = _data(K * B), {"num_env_steps_sampled_lifetime": 1000}
+    alphas = {}
+    for floor in (None, 0.95, 0.5):
+        learner = _learner(skill_model_path, fast=fast, alpha_min=floor)
+        torch.manual_seed(0)
+        if fast:
+            learner.update(batch=_mab(data, slice(None)), minibatch_size=B, num_epochs=1, timesteps=ts)
+        else:
+            for k in range(K):
+                learner.update(batch=_mab(data, slice(k * B, (k + 1) * B)), timesteps=ts)
+        alphas[floor] = float(learner.curr_log_alpha[DEFAULT_MODULE_ID].exp())
+    assert alphas[None] < 0.93
+    assert alphas[0.95] == pytest.approx(0.95, rel=1e-6)
+    assert alphas[0.5] == pytest.approx(alphas[None], rel=1e-6)  # a floor below the path changes nothing

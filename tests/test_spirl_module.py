@@ -219,6 +219,8 @@ def test_config_validation_errors(skill_model_path, tmp_path):
         _config(skill_model_path, init_policy_from_prior=False, freeze_policy_encoder=True).validate()
     with pytest.raises(ValueError, match="shared_image_encoder must be a bool"):
         _config(skill_model_path, shared_image_encoder="yes").validate()
+    with pytest.raises(ValueError, match="alpha_min must be None or a number > 0"):
+        _config(skill_model_path, alpha_min=0.0).validate()
     # SAC from scratch in skill space needs no skill model.
     _config(None, use_skill_prior=False, init_policy_from_prior=False).validate()
 

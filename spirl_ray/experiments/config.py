@@ -119,6 +119,11 @@ class RLSection(_Section):
         description="method spirl_no_prior_init: env steps with ω = 1, then env steps annealing ω to 0 (appendix F)",
     )
     initial_alpha: PositiveFloat = Field(1.0, description="α at the start (paper: log α = 0, α = 1)")
+    alpha_min: PositiveFloat | None = Field(
+        None, description="floor on α, not the paper's (None: none). While the policy equals the prior (KL ≈ 0 ≪ δ) "
+        "α falls by ~alpha_lr in log per update, ~1000x before the critic first moves the policy; the KL then "
+        "overshoots δ 10x (results/block_stacking/diagnosis). In α's units: the reward scale per high-level step",
+    )
     squash_scale: PositiveFloat | None = Field(
         None, description="s in z = 2·tanh(u / s), u the policy's Gaussian sample in the prior's space. None: 2 for "
         "a skill prior (a policy copied from the prior executes the prior's skills), 1 for a flat prior; "
@@ -202,11 +207,13 @@ class RLSection(_Section):
 
     @model_serializer(mode="wrap")
     def _serialise(self, handler):
-        """The image-encoder options and critic_layer_norm only when set: the resolved configs written before they existed stay as they were."""
+        """The image-encoder options, critic_layer_norm and alpha_min only when set: the resolved configs written before they existed stay as they were."""
         data = handler(self)
         for key in ("shared_image_encoder", "freeze_policy_encoder", "cache_prior_features", "critic_layer_norm"):
             if data.get(key) is False:
                 data.pop(key, None)
+        if data.get("alpha_min", 0) is None:
+            data.pop("alpha_min")
         return data
 
 

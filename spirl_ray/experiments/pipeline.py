@@ -262,6 +262,7 @@ def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int 
             kl_samples=rl.kl_samples,
             kl_reduction=rl.kl_reduction,
             initial_alpha=rl.initial_alpha,
+            alpha_min=rl.alpha_min,
             warmup_env_steps=(rl.warmup_env_steps if rl.warmup_high_level_steps is None
                               else rl.warmup_high_level_steps * horizon),
             updates_per_step=rl.updates_per_step,

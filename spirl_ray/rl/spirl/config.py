@@ -74,6 +74,7 @@ class SPiRLConfig(SACConfig):
         self.critic_hidden: int = 256
         self.critic_layers: int = 5
         self.critic_layer_norm: bool = False
+        self.alpha_min: Optional[float] = None
         self.prior_sampling_schedule: Optional[Tuple[int, int]] = None
         self.squash_scale: Optional[float] = None
         self.timeout_as_terminal: bool = True
@@ -124,6 +125,7 @@ class SPiRLConfig(SACConfig):
         critic_hidden: Optional[int] = NotProvided,
         critic_layers: Optional[int] = NotProvided,
         critic_layer_norm: Optional[bool] = NotProvided,
+        alpha_min: Optional[float] = NotProvided,
         prior_sampling_schedule: Optional[Tuple[int, int]] = NotProvided,
         squash_scale: Optional[float] = NotProvided,
         timeout_as_terminal: Optional[bool] = NotProvided,
@@ -185,6 +187,15 @@ class SPiRLConfig(SACConfig):
                 targets at skills the data never reached, which is how the
                 kitchen runs diverged (Q above the 4 subtasks an episode can
                 pay; results/kitchen/diagnosis_timeout_bootstrap, cause 5).
+            alpha_min: a floor on α (not the paper's; ``None``, the default,
+                has none): after every gradient step log α is clamped to
+                ≥ log(alpha_min). While the policy still equals the prior (KL ≈ 0
+                ≪ δ) Algorithm 1's α update lowers log α by about ``alpha_lr``
+                per gradient step (Adam), so α can fall ~1000x before the critic
+                first pulls the policy away; the KL then overshoots δ by 10x
+                before α climbs back (block stacking: α 0.001 and KL 40-60 nats
+                at 30-40k env steps, results/block_stacking/diagnosis). In α's
+                units (the reward scale per high-level step). Must be > 0.
             prior_sampling_schedule: ``(hold_env_steps, anneal_env_steps)``
                 of "SPiRL w/o prior init" (appendix F; paper: (500000, 500000)):
                 a rollout skill is sampled from the prior instead of the policy
@@ -291,6 +302,7 @@ class SPiRLConfig(SACConfig):
             critic_hidden=critic_hidden,
             critic_layers=critic_layers,
             critic_layer_norm=critic_layer_norm,
+            alpha_min=alpha_min,
             prior_sampling_schedule=prior_sampling_schedule,
             squash_scale=squash_scale,
             timeout_as_terminal=timeout_as_terminal,
@@ -369,6 +381,10 @@ class SPiRLConfig(SACConfig):
             isinstance(self.squash_scale, (int, float)) and self.squash_scale > 0
         ):
             errors.append(f"squash_scale must be None or a number > 0, got {self.squash_scale!r}")
+        if self.alpha_min is not None and not (
+            isinstance(self.alpha_min, (int, float)) and not isinstance(self.alpha_min, bool) and self.alpha_min > 0
+        ):
+            errors.append(f"alpha_min must be None or a number > 0, got {self.alpha_min!r}")
         for name in ("shared_image_encoder", "freeze_policy_encoder", "cache_prior_features", "critic_layer_norm"):
             if not isinstance(getattr(self, name), bool):
                 errors.append(f"{name} must be a bool, got {getattr(self, name)!r}")

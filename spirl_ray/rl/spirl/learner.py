@@ -11,7 +11,8 @@ the loss terms themselves are the pure functions of
   RLlib's ``target_entropy`` (default −|Z|).
 
 Also: α (``curr_log_alpha``) is saved/restored with the learner state,
-which RLlib's SAC learner does not do.
+which RLlib's SAC learner does not do; with ``alpha_min`` set, log α is clamped
+to ≥ log(alpha_min) after every gradient step (both paths below).
 
 Fast path (``learner_fast_path=True``, the default): ``update()`` called with a
 batch of K x ``minibatch_size`` transitions and ``num_epochs=1`` (what
@@ -182,6 +183,21 @@ class SPiRLTorchLearner(SACTorchLearner):
         self.metrics.log_dict({k: v.detach() for k, v in stats.items()}, key=module_id, window=1)
         return total
 
+    # ---- α floor -------------------------------------------------------------------------
+    @override(SACTorchLearner)
+    def apply_gradients(self, gradients_dict) -> None:
+        super().apply_gradients(gradients_dict)
+        self._clamp_log_alpha()
+
+    def _clamp_log_alpha(self) -> None:
+        """log α ← max(log α, log alpha_min) in place (the α optimizer holds this tensor); no-op without a floor."""
+        floor = getattr(self.config, "alpha_min", None)
+        if floor is None:
+            return
+        with torch.no_grad():
+            for log_alpha in self.curr_log_alpha.values():
+                log_alpha.clamp_(min=float(np.log(floor)))
+
     # ---- α in checkpoints ---------------------------------------------------------------
     @override(SACTorchLearner)
     def get_state(self, components=None, *, not_components=None, **kwargs) -> StateDict:
@@ -306,6 +322,7 @@ class SPiRLTorchLearner(SACTorchLearner):
                 self._check_finite_gradients(params)
                 for opt in optims:
                     opt.step()
+                self._clamp_log_alpha()
                 if timestep - self.last_update_ts_by_mid[mid] >= config.target_network_update_freq:
                     _polyak(targets, mains, config.tau)
                     n_target_updates += 1
