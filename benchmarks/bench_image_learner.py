@@ -30,6 +30,10 @@ gradient steps per call), one torch thread (what a Tune trial's learner gets):
   replay), so the prior's conv (and the frozen policy's) does not run per
   step. Same numbers bit for bit as without the cache
   (``tests/test_prior_feature_cache.py``).
+* ``fused+prior_critic+frozen_pi+cached``: ``critic_prior_encoder`` as well:
+  the critics and their targets read the frozen prior's (cached) conv
+  features, so no conv and no uint8 -> float conversion runs per step; only
+  MLPs. A different learner (the critics cannot learn features of their own).
 
 The learners alternate call by call (:func:`paired_rates`; the order rotates
 every round), so on a shared machine a stall of this process hits all of them
@@ -70,6 +74,8 @@ VARIANTS: Dict[str, Dict[str, bool]] = {
     "fused+cached": {"cache_prior_features": True},
     "fused+shared+frozen_pi+cached": {"shared_image_encoder": True, "freeze_policy_encoder": True,
                                       "cache_prior_features": True},
+    "fused+prior_critic+frozen_pi+cached": {"critic_prior_encoder": True, "freeze_policy_encoder": True,
+                                            "cache_prior_features": True},
 }
 
 
@@ -104,7 +110,8 @@ def _learner(model_path: str, shape, overrides: Dict[str, bool]):
                   target_divergence=1.0, warmup_env_steps=0,
                   shared_image_encoder=overrides.get("shared_image_encoder", False),
                   freeze_policy_encoder=overrides.get("freeze_policy_encoder", False),
-                  cache_prior_features=overrides.get("cache_prior_features", False))
+                  cache_prior_features=overrides.get("cache_prior_features", False),
+                  critic_prior_encoder=overrides.get("critic_prior_encoder", False))
         .rl_module(model_config={k: v for k, v in overrides.items() if k == "fused_image_forward"})
     )
     torch.manual_seed(0)

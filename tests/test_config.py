@@ -119,6 +119,7 @@ WIRED_RL_OPTIONS = [
     ("{name: maze, state: image}", "shared_image_encoder", ("algo", "module")),
     ("{name: maze, state: image}", "freeze_policy_encoder", ("algo", "module")),
     ("{name: maze, state: image}", "cache_prior_features", ("algo",)),
+    ("{name: maze, state: image}", "critic_prior_encoder", ("algo", "module")),
     ("{name: kitchen}", "critic_layer_norm", ("module",)),
 ]
 
@@ -159,6 +160,8 @@ def test_alpha_min_reaches_the_algorithm_and_serialises_only_when_set(tmp_path):
     ("image", "method: sac, freeze_policy_encoder: true", "does not copy the prior"),
     ("state", "cache_prior_features: true", "cache_prior_features: image states only"),
     ("image", "method: prior_init_sac, cache_prior_features: true", "does not use the skill prior"),
+    ("state", "critic_prior_encoder: true", "critic_prior_encoder: image states only"),
+    ("image", "method: ssp, critic_prior_encoder: true", "critic_prior_encoder makes the critics read .* 'ssp' does not use"),
 ])
 def test_image_options_are_refused_where_they_cannot_act(tmp_path, env, rl, match):
     with pytest.raises(ConfigError, match=match):

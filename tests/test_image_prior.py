@@ -204,8 +204,9 @@ def test_image_learner_update_is_finite(image_prior_path):
 
 # ---- the learner's image forward and its speed options -------------------------------------------
 OPTIONS = [{}, {"shared_image_encoder": True}, {"freeze_policy_encoder": True},
-           {"shared_image_encoder": True, "freeze_policy_encoder": True}]
-OPTION_IDS = ["separate", "shared", "frozen_pi", "shared+frozen_pi"]
+           {"shared_image_encoder": True, "freeze_policy_encoder": True}, {"critic_prior_encoder": True},
+           {"critic_prior_encoder": True, "freeze_policy_encoder": True}]
+OPTION_IDS = ["separate", "shared", "frozen_pi", "shared+frozen_pi", "prior_critic", "prior_critic+frozen_pi"]
 
 
 def _perturbed_module(path, **model_config):
@@ -282,6 +283,30 @@ def test_shared_image_encoder_is_one_conv_for_both_critics(image_prior_path):
         assert not torch.allclose(module.qf_twin(module.qf_twin_encoder(batch)["encoder_out"]), before)
 
 
+def test_critic_prior_encoder_critics_read_the_frozen_priors_conv(image_prior_path):
+    module = _module(image_prior_path, critic_prior_encoder=True)
+    prior_conv = module.skill_prior.encoder
+    assert module.qf_encoder.conv is prior_conv and module.qf_twin_encoder.conv is prior_conv
+    for enc in (module.qf_encoder, module.qf_twin_encoder, module.target_qf_encoder, module.target_qf_twin_encoder):
+        assert not list(enc.parameters())  # nothing to train, polyak-update or checkpoint twice
+    assert len({id(m) for m in module.modules() if isinstance(m, ConvEncoder)}) == 2  # policy, prior
+    batch = {**_image_batch(6), Columns.REWARDS: torch.zeros(6), Columns.TERMINATEDS: torch.zeros(6)}
+    a = batch[Columns.ACTIONS]
+    out = module.forward_train(batch)
+    with torch.no_grad():
+        f = prior_conv(batch[Columns.OBS])
+        torch.testing.assert_close(out["qf_preds"], module.qf(torch.cat([f, a], -1)).squeeze(-1), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out["qf_twin_preds"], module.qf_twin(torch.cat([f, a], -1)).squeeze(-1),
+                                   rtol=1e-5, atol=1e-5)
+        # the critics' output follows the prior's conv, in both forwards
+        prior_conv.net[0].bias.add_(0.5)
+        generic = module.qf(module.qf_encoder(batch)["encoder_out"]).squeeze(-1)
+        assert not torch.allclose(generic, out["qf_preds"])
+        torch.testing.assert_close(module.forward_train(batch)["qf_preds"], generic, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="critic_prior_encoder=True.*use_skill_prior=True"):
+        _module(image_prior_path, critic_prior_encoder=True, use_skill_prior=False)
+
+
 def _state(learner):
     module = learner.module[DEFAULT_MODULE_ID]
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
@@ -314,7 +339,12 @@ def test_image_learner_steps_equal_rllib_reference_path(image_prior_path, option
     for k in s_ref:
         torch.testing.assert_close(s_fast[k], s_ref[k], rtol=1e-4, atol=1e-5, msg=k)
     moved = {k for k in s0 if not torch.equal(s_fast[k], s0[k])}
-    assert "qf_encoder.conv.net.0.weight" in moved and "target_qf_encoder.conv.net.0.weight" in moved
+    if options.get("critic_prior_encoder"):  # no critic conv: the critic MLPs and their targets learn
+        assert not any(k.startswith(("qf_encoder", "qf_twin_encoder", "target_qf")) and "conv" in k for k in s0)
+        assert {"qf.0.weight", "qf_twin.0.weight", "target_qf.0.weight"} <= moved
+        assert not any(k.startswith("skill_prior") for k in moved)
+    else:
+        assert "qf_encoder.conv.net.0.weight" in moved and "target_qf_encoder.conv.net.0.weight" in moved
     assert "pi.net.0.weight" in moved
     assert ("pi.encoder.net.0.weight" in moved) != bool(options.get("freeze_policy_encoder"))
     if options.get("freeze_policy_encoder"):  # frozen: still the prior's conv, bit for bit

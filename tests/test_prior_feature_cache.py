@@ -70,8 +70,9 @@ def _run(learner, data):
     return stats, grads, state
 
 
-OPTIONS = [{}, {"freeze_policy_encoder": True}, {"shared_image_encoder": True, "freeze_policy_encoder": True}]
-OPTION_IDS = ["separate", "frozen_pi", "shared+frozen_pi"]
+OPTIONS = [{}, {"freeze_policy_encoder": True}, {"shared_image_encoder": True, "freeze_policy_encoder": True},
+           {"critic_prior_encoder": True, "freeze_policy_encoder": True}]
+OPTION_IDS = ["separate", "frozen_pi", "shared+frozen_pi", "prior_critic+frozen_pi"]
 
 
 def test_prior_features_are_the_forward_conv_features_bit_for_bit(prior_path):

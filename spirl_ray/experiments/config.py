@@ -174,6 +174,11 @@ class RLSection(_Section):
         "prior's conv (with freeze_policy_encoder also the policy's) per update; same numbers bit for bit, faster "
         "(benchmarks/bench_image_learner.py), +4 KiB per transition (the paper's conv: 2 x 512 float32)",
     )
+    critic_prior_encoder: bool = Field(
+        False, description="image states, methods with the skill prior: the critics and target critics read the "
+        "frozen prior's conv features and train only their MLPs (not the reference's: a different learner). With "
+        "freeze_policy_encoder and cache_prior_features no conv runs in the learner (benchmarks/bench_image_learner.py)",
+    )
     num_env_runners: NonNegativeInt = Field(1, description="RLlib EnvRunner actors (0 = sample in the driver)")
     num_envs_per_env_runner: PositiveInt = 1
     num_cpus_per_env_runner: float = Field(1.0, gt=0)
@@ -209,7 +214,8 @@ class RLSection(_Section):
     def _serialise(self, handler):
         """The image-encoder options, critic_layer_norm and alpha_min only when set: the resolved configs written before they existed stay as they were."""
         data = handler(self)
-        for key in ("shared_image_encoder", "freeze_policy_encoder", "cache_prior_features", "critic_layer_norm"):
+        for key in ("shared_image_encoder", "freeze_policy_encoder", "cache_prior_features", "critic_layer_norm",
+                    "critic_prior_encoder"):
             if data.get(key) is False:
                 data.pop(key, None)
         if data.get("alpha_min", 0) is None:
@@ -325,15 +331,17 @@ class ExperimentConfig(_Section):
     def _check_env_fit(self) -> "ExperimentConfig":
         self.env.check_experiment(self.data, get_method(self.rl.method).offline_model)
         if not self.env.image_states:
-            on = [k for k in ("shared_image_encoder", "freeze_policy_encoder", "cache_prior_features") if getattr(self.rl, k)]
+            on = [k for k in ("shared_image_encoder", "freeze_policy_encoder", "cache_prior_features",
+                              "critic_prior_encoder") if getattr(self.rl, k)]
             if on:
                 raise ValueError(f"rl.{', rl.'.join(on)}: image states only (env.state 'image'); this env has state vectors")
         if self.rl.freeze_policy_encoder and not get_method(self.rl.method).init_policy_from_prior:
             raise ValueError(f"rl.freeze_policy_encoder freezes the conv encoder copied from the prior; method "
                              f"{self.rl.method!r} does not copy the prior into the policy")
-        if self.rl.cache_prior_features and not get_method(self.rl.method).use_skill_prior:
-            raise ValueError(f"rl.cache_prior_features caches the skill prior's conv features; method "
-                             f"{self.rl.method!r} does not use the skill prior")
+        for key, what in (("cache_prior_features", "caches the skill prior's conv features"),
+                          ("critic_prior_encoder", "makes the critics read the skill prior's conv")):
+            if getattr(self.rl, key) and not get_method(self.rl.method).use_skill_prior:
+                raise ValueError(f"rl.{key} {what}; method {self.rl.method!r} does not use the skill prior")
         if self.env.image_states:
             try:
                 SkillModelConfig(obs_dim=4, action_dim=2, image_shape=(1, 2, 2), **self.skill_model)

@@ -279,6 +279,7 @@ def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int 
             shared_image_encoder=rl.shared_image_encoder,
             freeze_policy_encoder=rl.freeze_policy_encoder,
             cache_prior_features=rl.cache_prior_features,
+            critic_prior_encoder=rl.critic_prior_encoder,
         )
         .evaluation(
             evaluation_every_env_steps=cfg.evaluation.every_env_steps or None,
@@ -487,7 +488,8 @@ def check_trials_fit_before_offline_stages(cfg: ExperimentConfig, resume: bool =
     if resume and tune.Tuner.can_restore(str(tune_experiment_dir(cfg))):
         return None
     # the prior does not exist yet: check each arm as SAC, without the options that need a prior
-    no_prior = {"method": "sac", "freeze_policy_encoder": False, "cache_prior_features": False}
+    no_prior = {"method": "sac", "freeze_policy_encoder": False, "cache_prior_features": False,
+                "critic_prior_encoder": False}
     arms = [(name, vcfg.model_copy(update={"rl": vcfg.rl.model_copy(update=no_prior)}), None)
             for name, vcfg in cfg.variant_configs()]
     return check_trials_fit(sweep_param_space(arms), [name for name, _, _ in arms])

@@ -81,6 +81,7 @@ class SPiRLConfig(SACConfig):
         self.shared_image_encoder: bool = False
         self.freeze_policy_encoder: bool = False
         self.cache_prior_features: bool = False
+        self.critic_prior_encoder: bool = False
         # RLlib's flag (old API stack only there): here the replay rows go into every checkpoint, so that a
         # resumed trial keeps learning from the same buffer (SPiRL.get_state)
         self.store_buffer_in_checkpoints = True
@@ -132,6 +133,7 @@ class SPiRLConfig(SACConfig):
         shared_image_encoder: Optional[bool] = NotProvided,
         freeze_policy_encoder: Optional[bool] = NotProvided,
         cache_prior_features: Optional[bool] = NotProvided,
+        critic_prior_encoder: Optional[bool] = NotProvided,
         learner_fast_path: Optional[bool] = NotProvided,
         max_updates_per_learner_call: Optional[int] = NotProvided,
         learner_torch_threads: Optional[int] = NotProvided,
@@ -242,6 +244,18 @@ class SPiRLConfig(SACConfig):
                 memory, see ``TransitionReplayBuffer``). Default False.
                 ``SPiRL.setup`` raises ValueError when the module cannot read
                 the cache (vector states, no prior, ``fused_image_forward`` False).
+            critic_prior_encoder: image observations with the skill prior
+                only: the twin critics and their targets read the frozen
+                prior's conv features ([f_prior(s), z] -> MLP) instead of
+                training conv encoders of their own; only the critic MLPs
+                learn. With ``freeze_policy_encoder`` and
+                ``cache_prior_features`` no conv runs in the learner at all
+                (the replay holds f_prior of s and s'). Not the reference's
+                (its critics train their own convs) and a different learner:
+                the value can only use what the prior's features encode. A
+                speed option measured by ``python -m
+                benchmarks.bench_image_learner`` (rows ``+prior_critic``).
+                Default False.
             learner_fast_path: True (default): the gradient steps of a
                 ``training_step`` go to the learner as ONE batch of K x
                 ``train_batch_size_per_learner`` replay samples, and the learner
@@ -309,6 +323,7 @@ class SPiRLConfig(SACConfig):
             shared_image_encoder=shared_image_encoder,
             freeze_policy_encoder=freeze_policy_encoder,
             cache_prior_features=cache_prior_features,
+            critic_prior_encoder=critic_prior_encoder,
             learner_fast_path=learner_fast_path,
             max_updates_per_learner_call=max_updates_per_learner_call,
             learner_torch_threads=learner_torch_threads,
@@ -385,7 +400,8 @@ class SPiRLConfig(SACConfig):
             isinstance(self.alpha_min, (int, float)) and not isinstance(self.alpha_min, bool) and self.alpha_min > 0
         ):
             errors.append(f"alpha_min must be None or a number > 0, got {self.alpha_min!r}")
-        for name in ("shared_image_encoder", "freeze_policy_encoder", "cache_prior_features", "critic_layer_norm"):
+        for name in ("shared_image_encoder", "freeze_policy_encoder", "cache_prior_features", "critic_layer_norm",
+                     "critic_prior_encoder"):
             if not isinstance(getattr(self, name), bool):
                 errors.append(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not (isinstance(self.warmup_sample_chunk, int) and self.warmup_sample_chunk >= 1):
@@ -420,6 +436,9 @@ class SPiRLConfig(SACConfig):
         if self.freeze_policy_encoder is True and not self.init_policy_from_prior:
             errors.append("freeze_policy_encoder=True freezes the conv encoder copied from the prior: it needs "
                           "init_policy_from_prior=True (else the policy would read a frozen random encoder)")
+        if self.critic_prior_encoder is True and not self.use_skill_prior:
+            errors.append("critic_prior_encoder=True makes the critics read the skill prior's conv: it needs "
+                          "use_skill_prior=True")
         if self.cache_prior_features is True and not self.use_skill_prior:
             errors.append("cache_prior_features=True caches the skill prior's conv features: it needs "
                           "use_skill_prior=True")
@@ -467,6 +486,7 @@ class SPiRLConfig(SACConfig):
             "prior_in_action_space": False,
             "shared_image_encoder": self.shared_image_encoder,
             "freeze_policy_encoder": self.freeze_policy_encoder,
+            "critic_prior_encoder": self.critic_prior_encoder,
         }
         meta = self._skill_model_meta
         if meta is None and self.skill_model_path and Path(self.skill_model_path).is_file():

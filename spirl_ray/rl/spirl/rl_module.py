@@ -52,6 +52,11 @@ of the skill prior network"):
     critic's encoder trains, and the EnvRunners would need the critic
     encoder's weights.
 
+  - ``critic_prior_encoder`` (needs the skill prior): the critics and the
+    target critics read the frozen prior's conv features instead of conv
+    encoders of their own (``_PriorConvObsActionEncoder``: no parameters, no
+    target copy to polyak-update); only their MLPs train.
+
   The learner's forward pass on images (``_forward_train_image``) computes
   the same outputs as RLlib's generic SAC forward with fewer conv passes
   (``model_config["fused_image_forward"]``, default True; False = RLlib's
@@ -80,7 +85,8 @@ of the skill prior network"):
 prior's when it is loaded), ``critic_hidden``, ``critic_layers``, ``twin_q``,
 ``prior_sampling`` (bool); for image observations without a skill-model
 file ``conv_channels`` and ``conv_kernel``; for image observations
-``shared_image_encoder``, ``freeze_policy_encoder`` and ``fused_image_forward`` (bools).
+``shared_image_encoder``, ``freeze_policy_encoder``, ``critic_prior_encoder`` and ``fused_image_forward``
+(bools).
 """
 
 from __future__ import annotations
@@ -130,6 +136,7 @@ MODEL_DEFAULTS: Dict[str, Any] = {
     "prior_in_action_space": False,
     "shared_image_encoder": False,
     "freeze_policy_encoder": False,
+    "critic_prior_encoder": False,
     "fused_image_forward": True,
 }
 
@@ -203,6 +210,27 @@ class _SharedImageObsActionEncoder(nn.Module):
         return self._owner[0](batch)
 
 
+class _PriorConvObsActionEncoder(nn.Module):
+    """Critic encoder reading the frozen skill prior's conv (``critic_prior_encoder``): [f_prior(obs), action]
+    (B, F + Z), features without gradient. The conv is *not* a submodule: no parameters of its own, so no
+    optimizer, polyak update or checkpoint holds it a second time (RLlib's target copy deep-copies the
+    frozen conv along; the fused forward reads the prior's features for both)."""
+
+    def __init__(self, prior_conv: ConvEncoder):
+        super().__init__()
+        self.out_dim = prior_conv.out_dim
+        self._conv = [prior_conv]  # a list: not registered as a submodule
+
+    @property
+    def conv(self) -> ConvEncoder:
+        return self._conv[0]
+
+    def forward(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        with torch.no_grad():
+            feats = self.conv(batch[Columns.OBS])
+        return {ENCODER_OUT: torch.cat([feats, batch[Columns.ACTIONS].float()], dim=-1)}
+
+
 class SPiRLTorchRLModule(DefaultSACTorchRLModule):
     """SAC RL module with a prior-shaped policy and a frozen skill prior (learner side only)."""
 
@@ -243,11 +271,13 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
         self.twin_q = self.model_config.get("twin_q", True)
         image = self._image_settings(obs_shape)
         self._image = bool(image)
-        set_on_vectors = [k for k in ("shared_image_encoder", "freeze_policy_encoder") if self._cfg(k)]
+        set_on_vectors = [k for k in ("shared_image_encoder", "freeze_policy_encoder", "critic_prior_encoder")
+                          if self._cfg(k)]
         if set_on_vectors and not image:
             raise ValueError(f"SPiRL RL module: {' and '.join(set_on_vectors)} act on image observations; these "
                              f"are state vectors of shape {obs_shape}")
-        self._shared_encoder = bool(image) and bool(self._cfg("shared_image_encoder"))
+        self._critic_prior_encoder = bool(image) and bool(self._cfg("critic_prior_encoder"))
+        self._shared_encoder = bool(image) and bool(self._cfg("shared_image_encoder")) and not self._critic_prior_encoder
         self._pi_reads_prior_features = False
         self._prior_feature_weights: List[torch.Tensor] | None = None  # the prior conv's, at the last prior_features()
 
@@ -274,8 +304,17 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
 
         if not self.inference_only:
             hidden, layers = self._cfg("critic_hidden"), self._cfg("critic_layers")
+            path = self._cfg("skill_model_path")
+            prior = None
+            if self._critic_prior_encoder:
+                if path is None or not self._cfg("use_skill_prior"):
+                    raise ValueError("critic_prior_encoder=True: the critics read the skill prior's conv; it needs "
+                                     "model_config['skill_model_path'] and use_skill_prior=True")
+                prior = self._load_prior(path, obs_shape, act_dim)
 
             def critic_encoder() -> nn.Module:
+                if self._critic_prior_encoder:
+                    return _PriorConvObsActionEncoder(prior.encoder)
                 if image:
                     return _ImageObsActionEncoder(image["image_shape"], image["conv_channels"], image["conv_kernel"])
                 return _ObsActionEncoder()
@@ -289,10 +328,9 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
                                         else critic_encoder())
                 self.qf_twin = build_mlp(in_dim, 1, hidden, layers, batch_norm=False, layer_norm=layer_norm)
 
-            path = self._cfg("skill_model_path")
             self.skill_prior = None
             if path is not None:
-                prior = self._load_prior(path, obs_shape, act_dim)
+                prior = prior if prior is not None else self._load_prior(path, obs_shape, act_dim)
                 if self._cfg("init_policy_from_prior"):
                     self._init_policy_from(prior)
                 if self._cfg("use_skill_prior"):
@@ -512,6 +550,10 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
           loaded, the policy reuses the prior's conv features (checked every
           step to be the same weights: a frozen policy encoder restored from
           elsewhere runs on its own);
+        * with ``critic_prior_encoder`` the critics and target critics take the
+          prior's conv features (no conv of their own);
+        * ``obs`` / ``next_obs`` are not converted at all when no conv reads them
+          (every conv's features cached or shared);
         * with the batch columns ``prior_features`` / ``prior_features_next``
           (the replay's cache, ``cache_prior_features``), the prior's conv
           does not run at all: its features were computed once when the
@@ -531,7 +573,13 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
             and with the prior ``prior_dist_inputs`` / ``prior_dist_inputs_next`` (B, 2Z).
         """
         out: Dict[str, Any] = {}
-        x, x_next = ConvEncoder.prepare(batch[Columns.OBS]), ConvEncoder.prepare(batch[Columns.NEXT_OBS])
+        prepared: Dict[str, torch.Tensor] = {}
+
+        def images(key: str) -> torch.Tensor:  # uint8 -> float / 255, once per batch and only if a conv reads it
+            if key not in prepared:
+                prepared[key] = ConvEncoder.prepare(batch[key])
+            return prepared[key]
+
         prior = getattr(self, "skill_prior", None)
         if prior is not None:
             with torch.no_grad():
@@ -539,7 +587,8 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
                 if cached is not None:
                     prior_f, prior_f_next = cached
                 else:
-                    prior_f, prior_f_next = prior.encoder.features(x), prior.encoder.features(x_next)
+                    prior_f = prior.encoder.features(images(Columns.OBS))
+                    prior_f_next = prior.encoder.features(images(Columns.NEXT_OBS))
                 out[PRIOR_DIST_INPUTS] = to_squash_space(prior.head(prior_f), self.squash_scale)
                 out[PRIOR_DIST_INPUTS_NEXT] = to_squash_space(prior.head(prior_f_next), self.squash_scale)
 
@@ -547,9 +596,9 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
         if self._pi_reads_prior_features and _same_weights(self.pi.encoder, prior.encoder):
             pi_f, pi_f_next = prior_f, prior_f_next
         else:
-            pi_f = self.pi.encoder.features(x)
+            pi_f = self.pi.encoder.features(images(Columns.OBS))
             with torch.no_grad():
-                pi_f_next = self.pi.encoder.features(x_next)
+                pi_f_next = self.pi.encoder.features(images(Columns.NEXT_OBS))
         logits = to_squash_space(self.pi.head(pi_f), self.squash_scale)
         with torch.no_grad():
             logits_next = to_squash_space(self.pi.head(pi_f_next), self.squash_scale)
@@ -559,11 +608,12 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
         # Critics at (s, a): each conv once (once for both when shared). The first linear layer is
         # split, W [f, a] + b = W_f f + (W_a a + b): W_f f is the same at (s, a) and (s, ã).
         actions = batch[Columns.ACTIONS].float()
-        q_f = self.qf_encoder.conv.features(x)
+        q_f = prior_f if self._critic_prior_encoder else self.qf_encoder.conv.features(images(Columns.OBS))
         heads = [(self.qf, _first_layer_feature_part(self.qf, q_f))]
         out[QF_PREDS] = _critic_rest(self.qf, heads[0][1], actions)
         if self.twin_q:
-            q2_f = q_f if self._shared_encoder else self.qf_twin_encoder.conv.features(x)
+            q2_f = (q_f if self._shared_encoder or self._critic_prior_encoder
+                    else self.qf_twin_encoder.conv.features(images(Columns.OBS)))
             heads.append((self.qf_twin, _first_layer_feature_part(self.qf_twin, q2_f)))
             out[QF_TWIN_PREDS] = _critic_rest(self.qf_twin, heads[1][1], actions)
 
@@ -587,10 +637,12 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
 
         # Target critics at (s', a'): each target conv once (once for both when shared).
         with torch.no_grad():
-            t_f = self.target_qf_encoder.conv.features(x_next)
+            t_f = (prior_f_next if self._critic_prior_encoder
+                   else self.target_qf_encoder.conv.features(images(Columns.NEXT_OBS)))
             q_t = self.target_qf(torch.cat([t_f, actions_next], dim=-1)).squeeze(-1)
             if self.twin_q:
-                t2_f = t_f if self._shared_encoder else self.target_qf_twin_encoder.conv.features(x_next)
+                t2_f = (t_f if self._shared_encoder or self._critic_prior_encoder
+                        else self.target_qf_twin_encoder.conv.features(images(Columns.NEXT_OBS)))
                 q_t = torch.min(q_t, self.target_qf_twin(torch.cat([t2_f, actions_next], dim=-1)).squeeze(-1))
         out["q_target_next"] = q_t.detach()
         return out
