@@ -52,7 +52,9 @@ i.e. 4 per stacked block); ``"sparse"`` = the tower term only. The predicates
 
 ``info``: ``stacked_blocks``, ``max_stacked_blocks`` (episode maximum),
 ``tower_height`` (blocks in the highest tower), ``num_lifted``,
-``num_on_top``, ``reward_lift``, ``reward_on_top``, ``reward_tower``.
+``num_on_top``, ``reward_lift``, ``reward_on_top``, ``reward_tower``; with
+``state_in_info`` also ``state``, the ``"state"`` observation (for an
+asymmetric critic on image observations).
 Episodes never terminate; they truncate after ``max_episode_steps``.
 
 Choices where appendix C leaves room: the lift and on-top terms are
@@ -374,6 +376,8 @@ class BlockStackingEnv(gym.Env):
         render_mode: ``None`` or ``"rgb_array"`` (``render()`` = the whole scene at 250 px per metre).
         max_initial_tower: tallest initial tower of the random layout (blocks).
         randomize_gripper: random initial gripper x / height (default: ``initial_layout == "random"``).
+        state_in_info: also report the ``"state"`` observation in ``info["state"]`` ((5 + 4 n,) float32,
+            whatever ``obs_mode``): the low-dimensional input of an asymmetric critic (``rl.asymmetric_critic``).
 
     Raises:
         ValueError: any argument outside the values listed above.
@@ -394,6 +398,7 @@ class BlockStackingEnv(gym.Env):
         render_mode: str | None = None,
         max_initial_tower: int = 3,
         randomize_gripper: bool | None = None,
+        state_in_info: bool = False,
     ):
         if not isinstance(num_blocks, (int, np.integer)) or num_blocks < 1:
             raise ValueError(f"num_blocks must be a positive integer, got {num_blocks!r}")
@@ -429,6 +434,7 @@ class BlockStackingEnv(gym.Env):
         self.max_initial_tower = int(max_initial_tower)
         self.randomize_gripper = (initial_layout == "random") if randomize_gripper is None else bool(randomize_gripper)
         self.ceiling = default_ceiling(self.num_blocks)
+        self.state_in_info = bool(state_in_info)
 
         self.model = mujoco.MjModel.from_xml_string(build_mjcf(self.num_blocks, self.table_width, self.ceiling))
         self.data = mujoco.MjData(self.model)
@@ -624,6 +630,8 @@ class BlockStackingEnv(gym.Env):
     def _info(self, terms: dict) -> dict[str, Any]:
         info = {k: v for k, v in terms.items() if k != "reward"}
         info["max_stacked_blocks"] = self._max_stacked
+        if self.state_in_info:
+            info["state"] = self.state_vector()
         return info
 
     def apply_action(self, action) -> None:

@@ -179,6 +179,13 @@ class RLSection(_Section):
         "frozen prior's conv features and train only their MLPs (not the reference's: a different learner). With "
         "freeze_policy_encoder and cache_prior_features no conv runs in the learner (benchmarks/bench_image_learner.py)",
     )
+    asymmetric_critic: bool = Field(
+        False, description="image states, envs reporting info['state'] (block_stacking): the critics and target "
+        "critics read the env's low-dimensional state [s_low, z] -> MLP instead of the image, while the policy and "
+        "the prior keep the images (asymmetric actor-critic; the reference's SplitObsMLPCritic for its image tasks). "
+        "The replay stores s_low of s and s' (+4 x D bytes per transition). Excludes critic_prior_encoder; "
+        "shared_image_encoder then has no effect (no critic conv)",
+    )
     num_env_runners: NonNegativeInt = Field(1, description="RLlib EnvRunner actors (0 = sample in the driver)")
     num_envs_per_env_runner: PositiveInt = 1
     num_cpus_per_env_runner: float = Field(1.0, gt=0)
@@ -212,10 +219,10 @@ class RLSection(_Section):
 
     @model_serializer(mode="wrap")
     def _serialise(self, handler):
-        """The image-encoder options, critic_layer_norm and alpha_min only when set: the resolved configs written before they existed stay as they were."""
+        """The image-encoder options, asymmetric_critic, critic_layer_norm and alpha_min only when set: the resolved configs written before they existed stay as they were."""
         data = handler(self)
         for key in ("shared_image_encoder", "freeze_policy_encoder", "cache_prior_features", "critic_layer_norm",
-                    "critic_prior_encoder"):
+                    "critic_prior_encoder", "asymmetric_critic"):
             if data.get(key) is False:
                 data.pop(key, None)
         if data.get("alpha_min", 0) is None:
@@ -332,12 +339,19 @@ class ExperimentConfig(_Section):
         self.env.check_experiment(self.data, get_method(self.rl.method).offline_model)
         if not self.env.image_states:
             on = [k for k in ("shared_image_encoder", "freeze_policy_encoder", "cache_prior_features",
-                              "critic_prior_encoder") if getattr(self.rl, k)]
+                              "critic_prior_encoder", "asymmetric_critic") if getattr(self.rl, k)]
             if on:
                 raise ValueError(f"rl.{', rl.'.join(on)}: image states only (env.state 'image'); this env has state vectors")
         if self.rl.freeze_policy_encoder and not get_method(self.rl.method).init_policy_from_prior:
             raise ValueError(f"rl.freeze_policy_encoder freezes the conv encoder copied from the prior; method "
                              f"{self.rl.method!r} does not copy the prior into the policy")
+        if self.rl.asymmetric_critic:
+            if not type(self.env).state_in_info:
+                raise ValueError(f"rl.asymmetric_critic: the critics read info['state'], which env.name "
+                                 f"{self.env.name!r} does not report (block_stacking does)")
+            if self.rl.critic_prior_encoder:
+                raise ValueError("rl.asymmetric_critic and rl.critic_prior_encoder both choose the critics' input "
+                                 "(env state vs the prior's conv features): set one")
         for key, what in (("cache_prior_features", "caches the skill prior's conv features"),
                           ("critic_prior_encoder", "makes the critics read the skill prior's conv")):
             if getattr(self.rl, key) and not get_method(self.rl.method).use_skill_prior:

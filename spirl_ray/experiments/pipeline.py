@@ -212,6 +212,28 @@ def prior_rollout_stage(cfg: ExperimentConfig, prior_path: Path, out: Path | Non
 
 
 # ---- stage 4: RL under Tune ---------------------------------------------------------------
+def env_state_dim(env_name: str, env_kwargs: dict[str, Any]) -> int:
+    """D of the low-level env's ``info["state"]`` at reset (the asymmetric critic's input, (D,) float32).
+
+    Builds the env once in this process (block stacking: well under a second).
+
+    Raises:
+        ValueError: the env's reset info has no ``"state"`` vector.
+    """
+    from spirl_ray.rl.envs import make_low_level_env
+
+    env = make_low_level_env(env_name, env_kwargs)
+    try:
+        _, info = env.reset(seed=0)
+    finally:
+        env.close()
+    state = info.get("state") if isinstance(info, dict) else None
+    if state is None or np.ndim(state) != 1:
+        raise ValueError(f"rl.asymmetric_critic: env {env_name!r} reported no 1-d info['state'] at reset "
+                         f"(got {None if state is None else np.shape(state)})")
+    return int(np.shape(state)[0])
+
+
 def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int | Any = 0):
     """The ``SPiRLConfig`` of one trial of ``cfg.rl.method`` (``seed`` may be a Tune search space).
 
@@ -233,13 +255,18 @@ def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int 
     model_path = str(prior_path) if method.offline_model is not None else None
     horizon = int(cfg.skill_model.get("horizon", 10)) if method.skill_space else 1
     rl = cfg.rl
+    env_kwargs = cfg.env.env_kwargs()
+    critic_state_dim = None
+    if rl.asymmetric_critic:
+        env_kwargs = {**env_kwargs, "state_in_info": True}
+        critic_state_dim = env_state_dim(cfg.env.name, env_kwargs)
     return (
         SPiRLConfig()
         .environment(
             RL_ENV_NAME,
             env_config={
                 "env": cfg.env.name,
-                "env_kwargs": cfg.env.env_kwargs(),
+                "env_kwargs": env_kwargs,
                 "skill_model_path": model_path if method.skill_space else None,
             },
         )
@@ -280,6 +307,7 @@ def build_algo_config(cfg: ExperimentConfig, prior_path: Path | None, seed: int 
             freeze_policy_encoder=rl.freeze_policy_encoder,
             cache_prior_features=rl.cache_prior_features,
             critic_prior_encoder=rl.critic_prior_encoder,
+            critic_state_dim=critic_state_dim,
         )
         .evaluation(
             evaluation_every_env_steps=cfg.evaluation.every_env_steps or None,

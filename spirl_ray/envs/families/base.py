@@ -77,6 +77,10 @@ class EnvFamily(BaseModel):
     collector: ClassVar[str | None] = None
     #: info keys of an episode's last step -> ``env_runners/...`` result keys (:mod:`spirl_ray.rl.callbacks`).
     episode_metrics: ClassVar[tuple[EpisodeMetric, ...]] = ()
+    #: whether :attr:`factory` accepts ``state_in_info=True`` and then reports the low-dimensional simulator
+    #: state as ``info["state"]`` ((D,) float32) at reset and every step: the input of an asymmetric critic
+    #: (``rl.asymmetric_critic``) when the policy observes images.
+    state_in_info: ClassVar[bool] = False
 
     # ---- the env -------------------------------------------------------------------------
     def env_kwargs(self) -> dict[str, Any]:

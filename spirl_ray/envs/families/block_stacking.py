@@ -40,6 +40,7 @@ class BlockStackingFamily(ImageOrVectorFamily):
         EpisodeMetric("stacked_blocks", "stacked_blocks_mean"),
         EpisodeMetric("max_stacked_blocks", "max_stacked_blocks_mean"),
     )
+    state_in_info: ClassVar[bool] = True
 
     @property
     def image_states(self) -> bool:

@@ -82,6 +82,7 @@ class SPiRLConfig(SACConfig):
         self.freeze_policy_encoder: bool = False
         self.cache_prior_features: bool = False
         self.critic_prior_encoder: bool = False
+        self.critic_state_dim: Optional[int] = None
         # RLlib's flag (old API stack only there): here the replay rows go into every checkpoint, so that a
         # resumed trial keeps learning from the same buffer (SPiRL.get_state)
         self.store_buffer_in_checkpoints = True
@@ -134,6 +135,7 @@ class SPiRLConfig(SACConfig):
         freeze_policy_encoder: Optional[bool] = NotProvided,
         cache_prior_features: Optional[bool] = NotProvided,
         critic_prior_encoder: Optional[bool] = NotProvided,
+        critic_state_dim: Optional[int] = NotProvided,
         learner_fast_path: Optional[bool] = NotProvided,
         max_updates_per_learner_call: Optional[int] = NotProvided,
         learner_torch_threads: Optional[int] = NotProvided,
@@ -256,6 +258,17 @@ class SPiRLConfig(SACConfig):
                 speed option measured by ``python -m
                 benchmarks.bench_image_learner`` (rows ``+prior_critic``).
                 Default False.
+            critic_state_dim: D, or None (default): asymmetric critic. The
+                twin critics and their targets read the env's low-dimensional
+                state instead of the observation, [s_low (D,), z] -> MLP, while
+                the policy and the prior keep reading the observation (images).
+                The env must report ``info["state"]`` ((D,) float32) at reset
+                and every step (block stacking with ``state_in_info=True``);
+                the replay stores it as the columns ``critic_state`` /
+                ``critic_state_next``. The reference SPiRL's critic for its
+                image tasks (``SplitObsMLPCritic``, which drops the image part
+                of the observation). Image observations with
+                ``fused_image_forward`` only; excludes ``critic_prior_encoder``.
             learner_fast_path: True (default): the gradient steps of a
                 ``training_step`` go to the learner as ONE batch of K x
                 ``train_batch_size_per_learner`` replay samples, and the learner
@@ -324,6 +337,7 @@ class SPiRLConfig(SACConfig):
             freeze_policy_encoder=freeze_policy_encoder,
             cache_prior_features=cache_prior_features,
             critic_prior_encoder=critic_prior_encoder,
+            critic_state_dim=critic_state_dim,
             learner_fast_path=learner_fast_path,
             max_updates_per_learner_call=max_updates_per_learner_call,
             learner_torch_threads=learner_torch_threads,
@@ -439,6 +453,13 @@ class SPiRLConfig(SACConfig):
         if self.critic_prior_encoder is True and not self.use_skill_prior:
             errors.append("critic_prior_encoder=True makes the critics read the skill prior's conv: it needs "
                           "use_skill_prior=True")
+        if self.critic_state_dim is not None:
+            if not (isinstance(self.critic_state_dim, int) and not isinstance(self.critic_state_dim, bool)
+                    and self.critic_state_dim >= 1):
+                errors.append(f"critic_state_dim must be None or an int >= 1, got {self.critic_state_dim!r}")
+            if self.critic_prior_encoder is True:
+                errors.append("critic_state_dim (critics on the env state) and critic_prior_encoder=True (critics on "
+                              "the prior's conv features) both choose the critics' input: set one")
         if self.cache_prior_features is True and not self.use_skill_prior:
             errors.append("cache_prior_features=True caches the skill prior's conv features: it needs "
                           "use_skill_prior=True")
@@ -487,6 +508,7 @@ class SPiRLConfig(SACConfig):
             "shared_image_encoder": self.shared_image_encoder,
             "freeze_policy_encoder": self.freeze_policy_encoder,
             "critic_prior_encoder": self.critic_prior_encoder,
+            "critic_state_dim": self.critic_state_dim,
         }
         meta = self._skill_model_meta
         if meta is None and self.skill_model_path and Path(self.skill_model_path).is_file():

@@ -76,7 +76,14 @@ from ray.rllib.utils.metrics import (
 from ray.rllib.utils.typing import ModuleID, ResultDict, StateDict, TensorType
 
 from spirl_ray.rl.spirl import losses
-from spirl_ray.rl.spirl.rl_module import PRIOR_DIST_INPUTS, PRIOR_DIST_INPUTS_NEXT, PRIOR_FEATURES, PRIOR_FEATURES_NEXT
+from spirl_ray.rl.spirl.rl_module import (
+    CRITIC_STATE,
+    CRITIC_STATE_NEXT,
+    PRIOR_DIST_INPUTS,
+    PRIOR_DIST_INPUTS_NEXT,
+    PRIOR_FEATURES,
+    PRIOR_FEATURES_NEXT,
+)
 
 #: learner-state key holding {module_id: log α}.
 LOG_ALPHA_STATE_KEY = "curr_log_alpha"
@@ -398,9 +405,10 @@ def _is_multiple_of(ma_batch: Any, minibatch_size: int) -> bool:
     return n > 0 and n % minibatch_size == 0
 
 
-#: batch columns the SPiRL forward and loss read (the prior features: the replay's cache, when on).
+#: batch columns the SPiRL forward and loss read (the prior features: the replay's cache, when on; the critic
+#: state: the asymmetric critic's input, when on).
 _TRAIN_COLUMNS = (Columns.OBS, Columns.ACTIONS, Columns.REWARDS, Columns.NEXT_OBS, Columns.TERMINATEDS, "weights",
-                  "n_step", PRIOR_FEATURES, PRIOR_FEATURES_NEXT)
+                  "n_step", PRIOR_FEATURES, PRIOR_FEATURES_NEXT, CRITIC_STATE, CRITIC_STATE_NEXT)
 
 
 def _use_fused_adam(opt: torch.optim.Optimizer) -> None:

@@ -56,6 +56,14 @@ of the skill prior network"):
     target critics read the frozen prior's conv features instead of conv
     encoders of their own (``_PriorConvObsActionEncoder``: no parameters, no
     target copy to polyak-update); only their MLPs train.
+  - ``critic_state_dim`` = D (asymmetric critic): the critics and the target
+    critics read the env's low-dimensional state (the batch columns
+    ``critic_state`` / ``critic_state_next``, (B, D), which the replay fills
+    from ``info["state"]``) instead of the image: [s_low, a] -> MLP, no conv.
+    The policy and the prior still read the images. The reference SPiRL's
+    critic for its image tasks (``SplitObsMLPCritic`` drops the image part of
+    its observation). Fused forward only (RLlib's generic forward hands the
+    target critics ``next_obs`` alone).
 
   The learner's forward pass on images (``_forward_train_image``) computes
   the same outputs as RLlib's generic SAC forward with fewer conv passes
@@ -86,7 +94,7 @@ prior's when it is loaded), ``critic_hidden``, ``critic_layers``, ``twin_q``,
 ``prior_sampling`` (bool); for image observations without a skill-model
 file ``conv_channels`` and ``conv_kernel``; for image observations
 ``shared_image_encoder``, ``freeze_policy_encoder``, ``critic_prior_encoder`` and ``fused_image_forward``
-(bools).
+(bools) and ``critic_state_dim`` (int | None).
 """
 
 from __future__ import annotations
@@ -117,6 +125,10 @@ PRIOR_DIST_INPUTS_NEXT = "prior_dist_inputs_next"
 #: computed once per transition when it enters the replay (:meth:`SPiRLTorchRLModule.prior_features`).
 PRIOR_FEATURES = "prior_features"
 PRIOR_FEATURES_NEXT = "prior_features_next"
+#: batch columns holding the env's (B, D) float32 low-dimensional state at ``obs`` / ``next_obs`` (``info["state"]``),
+#: the asymmetric critic's input (``critic_state_dim``).
+CRITIC_STATE = "critic_state"
+CRITIC_STATE_NEXT = "critic_state_next"
 
 #: defaults of the model_config keys this module reads.
 MODEL_DEFAULTS: Dict[str, Any] = {
@@ -137,6 +149,7 @@ MODEL_DEFAULTS: Dict[str, Any] = {
     "shared_image_encoder": False,
     "freeze_policy_encoder": False,
     "critic_prior_encoder": False,
+    "critic_state_dim": None,
     "fused_image_forward": True,
 }
 
@@ -231,6 +244,29 @@ class _PriorConvObsActionEncoder(nn.Module):
         return {ENCODER_OUT: torch.cat([feats, batch[Columns.ACTIONS].float()], dim=-1)}
 
 
+class _StateActionEncoder(nn.Module):
+    """Asymmetric-critic encoder (``critic_state_dim``): [critic_state (B, D), action (B, Z)] -> (B, D + Z), no parameters."""
+
+    def __init__(self, state_dim: int):
+        super().__init__()
+        self.out_dim = int(state_dim)
+
+    def forward(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return {ENCODER_OUT: torch.cat([_critic_state(batch, CRITIC_STATE), batch[Columns.ACTIONS].float()], dim=-1)}
+
+
+def _critic_state(batch: Dict[str, Any], key: str) -> torch.Tensor:
+    """The batch's (B, D) float critic-state column ``key``.
+
+    Raises:
+        ValueError: the column is missing (the replay stores it only when the env reports ``info["state"]``).
+    """
+    if key not in batch:
+        raise ValueError(f"asymmetric critic (critic_state_dim set): the training batch has no {key!r} column; the "
+                         f"replay fills it from the env's info['state'] (block stacking: state_in_info=True)")
+    return torch.as_tensor(batch[key]).float()
+
+
 class SPiRLTorchRLModule(DefaultSACTorchRLModule):
     """SAC RL module with a prior-shaped policy and a frozen skill prior (learner side only)."""
 
@@ -277,7 +313,18 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
             raise ValueError(f"SPiRL RL module: {' and '.join(set_on_vectors)} act on image observations; these "
                              f"are state vectors of shape {obs_shape}")
         self._critic_prior_encoder = bool(image) and bool(self._cfg("critic_prior_encoder"))
-        self._shared_encoder = bool(image) and bool(self._cfg("shared_image_encoder")) and not self._critic_prior_encoder
+        state_dim = self._cfg("critic_state_dim")
+        self._critic_state_dim = None if state_dim is None else int(state_dim)
+        if self._critic_state_dim is not None:
+            if not image or not self._cfg("fused_image_forward"):
+                raise ValueError("SPiRL RL module: critic_state_dim (asymmetric critic) needs image observations and "
+                                 "fused_image_forward=True (RLlib's generic forward gives the target critics next_obs "
+                                 f"only); observations have shape {obs_shape}")
+            if self._critic_prior_encoder:
+                raise ValueError("SPiRL RL module: critic_state_dim and critic_prior_encoder both choose the critics' "
+                                 "input: set one")
+        self._shared_encoder = (bool(image) and bool(self._cfg("shared_image_encoder")) and not self._critic_prior_encoder
+                                and self._critic_state_dim is None)
         self._pi_reads_prior_features = False
         self._prior_feature_weights: List[torch.Tensor] | None = None  # the prior conv's, at the last prior_features()
 
@@ -313,6 +360,8 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
                 prior = self._load_prior(path, obs_shape, act_dim)
 
             def critic_encoder() -> nn.Module:
+                if self._critic_state_dim is not None:
+                    return _StateActionEncoder(self._critic_state_dim)
                 if self._critic_prior_encoder:
                     return _PriorConvObsActionEncoder(prior.encoder)
                 if image:
@@ -551,7 +600,8 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
           step to be the same weights: a frozen policy encoder restored from
           elsewhere runs on its own);
         * with ``critic_prior_encoder`` the critics and target critics take the
-          prior's conv features (no conv of their own);
+          prior's conv features (no conv of their own); with ``critic_state_dim``
+          they take the batch's ``critic_state`` / ``critic_state_next`` columns;
         * ``obs`` / ``next_obs`` are not converted at all when no conv reads them
           (every conv's features cached or shared);
         * with the batch columns ``prior_features`` / ``prior_features_next``
@@ -564,7 +614,8 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
 
         Args:
             batch: ``obs`` / ``next_obs`` (B, C, H, W) uint8 (or float in [0, 255]),
-                ``actions`` (B, Z); optionally ``prior_features`` / ``prior_features_next`` (B, F) float32.
+                ``actions`` (B, Z); optionally ``prior_features`` / ``prior_features_next`` (B, F) float32;
+                with ``critic_state_dim`` = D, ``critic_state`` / ``critic_state_next`` (B, D) float32.
 
         Returns:
             The generic forward's keys: ``action_dist_inputs`` / ``action_dist_inputs_next``
@@ -608,11 +659,15 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
         # Critics at (s, a): each conv once (once for both when shared). The first linear layer is
         # split, W [f, a] + b = W_f f + (W_a a + b): W_f f is the same at (s, a) and (s, ã).
         actions = batch[Columns.ACTIONS].float()
-        q_f = prior_f if self._critic_prior_encoder else self.qf_encoder.conv.features(images(Columns.OBS))
+        state_critic = self._critic_state_dim is not None
+        if state_critic:
+            q_f = _critic_state(batch, CRITIC_STATE)
+        else:
+            q_f = prior_f if self._critic_prior_encoder else self.qf_encoder.conv.features(images(Columns.OBS))
         heads = [(self.qf, _first_layer_feature_part(self.qf, q_f))]
         out[QF_PREDS] = _critic_rest(self.qf, heads[0][1], actions)
         if self.twin_q:
-            q2_f = (q_f if self._shared_encoder or self._critic_prior_encoder
+            q2_f = (q_f if self._shared_encoder or self._critic_prior_encoder or state_critic
                     else self.qf_twin_encoder.conv.features(images(Columns.OBS)))
             heads.append((self.qf_twin, _first_layer_feature_part(self.qf_twin, q2_f)))
             out[QF_TWIN_PREDS] = _critic_rest(self.qf_twin, heads[1][1], actions)
@@ -637,11 +692,14 @@ class SPiRLTorchRLModule(DefaultSACTorchRLModule):
 
         # Target critics at (s', a'): each target conv once (once for both when shared).
         with torch.no_grad():
-            t_f = (prior_f_next if self._critic_prior_encoder
-                   else self.target_qf_encoder.conv.features(images(Columns.NEXT_OBS)))
+            if state_critic:
+                t_f = _critic_state(batch, CRITIC_STATE_NEXT)
+            else:
+                t_f = (prior_f_next if self._critic_prior_encoder
+                       else self.target_qf_encoder.conv.features(images(Columns.NEXT_OBS)))
             q_t = self.target_qf(torch.cat([t_f, actions_next], dim=-1)).squeeze(-1)
             if self.twin_q:
-                t2_f = (t_f if self._shared_encoder or self._critic_prior_encoder
+                t2_f = (t_f if self._shared_encoder or self._critic_prior_encoder or state_critic
                         else self.target_qf_twin_encoder.conv.features(images(Columns.NEXT_OBS)))
                 q_t = torch.min(q_t, self.target_qf_twin(torch.cat([t2_f, actions_next], dim=-1)).squeeze(-1))
         out["q_target_next"] = q_t.detach()

@@ -63,7 +63,7 @@ from ray.rllib.utils.metrics import (
 from spirl_ray.rl.callbacks import ENV_STEPS_LIFETIME
 from spirl_ray.rl.spirl.config import SPiRLConfig
 from spirl_ray.rl.spirl.prior_sampling import prior_sample_prob
-from spirl_ray.rl.spirl.rl_module import PRIOR_FEATURES, PRIOR_FEATURES_NEXT
+from spirl_ray.rl.spirl.rl_module import CRITIC_STATE, CRITIC_STATE_NEXT, PRIOR_FEATURES, PRIOR_FEATURES_NEXT
 
 #: top-level result key: gradient steps taken so far.
 NUM_UPDATES_LIFETIME = "num_gradient_updates_lifetime"
@@ -140,14 +140,20 @@ class TransitionReplayBuffer:
             (see :meth:`SPiRLConfig.training <spirl_ray.rl.spirl.config.SPiRLConfig.training>`).
         prior_features: optional :data:`FeatureEncoder` (images -> features, weights fingerprint);
             None: no feature cache.
+        critic_state: also store the env's low-dimensional state of s and s'
+            (columns ``critic_state`` / ``critic_state_next``, (D,) float32),
+            read by :meth:`add_episodes` from each observation's
+            ``info["state"]``: the asymmetric critic's input (SPiRLConfig
+            ``critic_state_dim``).
     """
 
     def __init__(self, capacity: int, seed: Optional[int] = None, timeout_as_terminal: bool = False,
-                 prior_features: Optional[FeatureEncoder] = None):
+                 prior_features: Optional[FeatureEncoder] = None, critic_state: bool = False):
         self.capacity = int(capacity)
         self.timeout_as_terminal = bool(timeout_as_terminal)
         self.rng = np.random.default_rng(seed)
         self._encode = prior_features
+        self.critic_state = bool(critic_state)
         self._feature_key: Optional[str] = None  # fingerprint of the weights the stored features were computed with
         self._data: Optional[Dict[str, np.ndarray]] = None
         self._next = 0
@@ -157,8 +163,13 @@ class TransitionReplayBuffer:
         return self._size
 
     def add_episodes(self, episodes: Iterable[Any]) -> int:
-        """Append every transition of the (chunks of) ``SingleAgentEpisode``s; returns how many."""
+        """Append every transition of the (chunks of) ``SingleAgentEpisode``s; returns how many.
+
+        Raises:
+            ValueError: with ``critic_state``, an observation's info has no ``"state"`` vector.
+        """
         chunks = []
+        states: List[Optional[np.ndarray]] = []
         for ep in episodes:
             if len(ep) == 0:
                 continue
@@ -170,26 +181,45 @@ class TransitionReplayBuffer:
             term[-1] = float(ep.is_terminated or (self.timeout_as_terminal and ep.is_truncated))
             chunks.append((obs, np.asarray(ep.get_actions(), dtype=np.float32),
                            np.asarray(ep.get_rewards(), dtype=np.float32), term))
+            states.append(self._info_states(ep, len(obs)) if self.critic_state else None)
         feats: List[Optional[np.ndarray]] = [None] * len(chunks)
         if self._encode is not None and chunks:
             # one encoder call for all chunks' observations (T + 1 per chunk: s' of step t is s of step t + 1)
             all_f = self._features(np.concatenate([c[0] for c in chunks]))
             feats = np.split(all_f, np.cumsum([len(c[0]) for c in chunks])[:-1])
         n = 0
-        for (obs, actions, rewards, term), f in zip(chunks, feats):
+        for (obs, actions, rewards, term), f, st in zip(chunks, feats, states):
             n += self.add(obs=obs[:-1], actions=actions, rewards=rewards, next_obs=obs[1:], terminateds=term,
                           prior_features=None if f is None else f[:-1],
-                          prior_features_next=None if f is None else f[1:])
+                          prior_features_next=None if f is None else f[1:],
+                          critic_state=None if st is None else st[:-1],
+                          critic_state_next=None if st is None else st[1:])
         return n
 
-    def add(self, *, obs, actions, rewards, next_obs, terminateds, prior_features=None, prior_features_next=None) -> int:
+    @staticmethod
+    def _info_states(episode: Any, n_obs: int) -> np.ndarray:
+        """(n_obs, D) float32: ``info["state"]`` of each observation of an episode chunk (infos align with obs)."""
+        infos = list(episode.get_infos())
+        if len(infos) != n_obs:
+            raise ValueError(f"asymmetric critic: an episode chunk has {len(infos)} infos for {n_obs} observations")
+        missing = [t for t, i in enumerate(infos) if not isinstance(i, dict) or "state" not in i]
+        if missing:
+            raise ValueError(f"asymmetric critic (critic_state_dim): the env's info has no 'state' at observation "
+                             f"{missing[0]} of an episode chunk; the env must report info['state'] at reset and every "
+                             f"step (block stacking: state_in_info=True)")
+        return np.stack([np.asarray(i["state"], np.float32).reshape(-1) for i in infos])
+
+    def add(self, *, obs, actions, rewards, next_obs, terminateds, prior_features=None, prior_features_next=None,
+            critic_state=None, critic_state_next=None) -> int:
         """Append a block of T transitions (arrays with leading dim T).
 
         With the feature cache, ``prior_features`` / ``prior_features_next`` ((T, F)
         float32, from this buffer's encoder) are computed here when not given.
+        With ``critic_state``, ``critic_state`` / ``critic_state_next`` ((T, D)) are required.
 
         Raises:
-            ValueError: features given to a buffer without the feature cache.
+            ValueError: features given to a buffer without the feature cache; critic states missing
+                from a buffer with ``critic_state``, or given to one without.
         """
         cols = {
             Columns.OBS: obs,
@@ -207,6 +237,13 @@ class TransitionReplayBuffer:
                 both = self._features(np.concatenate([np.asarray(obs), np.asarray(next_obs)]))
                 prior_features, prior_features_next = both[:t], both[t:]
             cols[PRIOR_FEATURES], cols[PRIOR_FEATURES_NEXT] = prior_features, prior_features_next
+        given = critic_state is not None and critic_state_next is not None
+        if self.critic_state != given:
+            raise ValueError("critic_state / critic_state_next: " + (
+                "required by a replay buffer storing the asymmetric critic's state" if self.critic_state
+                else "given to a replay buffer built without critic_state"))
+        if given:
+            cols[CRITIC_STATE], cols[CRITIC_STATE_NEXT] = critic_state, critic_state_next
         if self._data is None:
             self._data = {k: np.empty((self.capacity,) + np.shape(v)[1:], _storage_dtype(k, v)) for k, v in cols.items()}
         idx = (self._next + np.arange(t)) % self.capacity
@@ -328,6 +365,7 @@ class SPiRL(SAC):
             self.config.replay_buffer_config.get("capacity", int(1e6)), seed=self.config.seed,
             timeout_as_terminal=self.config.timeout_as_terminal,
             prior_features=self._prior_feature_encoder() if self.config.cache_prior_features else None,
+            critic_state=self.config.critic_state_dim is not None,
         )
         self._next_eval_env_steps: Optional[int] = None  # None: evaluate at the next iteration
         self._evaluated_at_env_steps: Optional[int] = None
