@@ -37,6 +37,20 @@ def test_block_stacking_reports_its_state_vector_in_info_only_when_asked():
     assert "state" not in plain.reset(seed=0)[1]
 
 
+def test_maze_reports_position_and_velocity_in_info_only_when_asked():
+    from spirl_ray.envs.maze import make_maze_env
+
+    env = make_maze_env(size=6, state="image", state_in_info=True, goal_distance=None)
+    _, info = env.reset(seed=0)
+    assert info["state"].shape == (4,) and info["state"].dtype == np.float32
+    np.testing.assert_array_equal(info["state"][:2], np.asarray(info["xy"], np.float32))
+    for _ in range(3):
+        _, _, _, _, info = env.step(np.array([1.0, 0.5], np.float32))
+    np.testing.assert_array_equal(info["state"], env.state_vector())
+    assert info["state"][2] > 0  # moving along +x: this step's velocity
+    assert "state" not in make_maze_env(size=6, state="image", goal_distance=None).reset(seed=0)[1]
+
+
 # ---- replay ----------------------------------------------------------------------------------
 def _episode(t, start=0, with_state=True):
     from ray.rllib.env.single_agent_episode import SingleAgentEpisode
@@ -187,11 +201,59 @@ def test_config_option_reaches_env_replay_and_module(tmp_path):
     assert "state_in_info" not in algo_off.env_config["env_kwargs"]
 
 
+def test_config_refuses_an_env_that_does_not_report_its_state(tmp_path, monkeypatch):
+    from spirl_ray.envs.families.maze import MazeFamily
+
+    monkeypatch.setattr(MazeFamily, "state_in_info", False)
+    with pytest.raises(ConfigError, match="info\\['state'\\], which env.name 'maze' does not"):
+        load_config(_write(tmp_path, "name: x\nenv: {name: maze, state: image}\nrl: {asymmetric_critic: true}\n"))
+
+
 @pytest.mark.parametrize("env,rl,match", [
-    ("{name: maze, state: image}", "asymmetric_critic: true", "info\\['state'\\], which env.name 'maze' does not"),
     ("{name: block_stacking, state: state, task: data_collection}", "asymmetric_critic: true", "asymmetric_critic: image states only"),
     ("{name: block_stacking}", "asymmetric_critic: true, critic_prior_encoder: true", "both choose the critics' input"),
 ])
 def test_config_refuses_the_option_where_it_cannot_act(tmp_path, env, rl, match):
     with pytest.raises(ConfigError, match=match):
         load_config(_write(tmp_path, f"name: x\nenv: {env}\nrl: {{{rl}}}\n"))
+
+
+# ---- learner ---------------------------------------------------------------------------------
+def test_fast_path_steps_equal_rllib_learner_steps_and_train_the_state_critics(prior_path):
+    """3 fast-path gradient steps == 3 RLlib ``Learner.update`` calls (both with the fused forward, the only one
+    this option has), reading the batch's critic-state columns; the critic MLPs on [s_low, z] learn."""
+    from ray.rllib.core import DEFAULT_MODULE_ID
+    from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+
+    from image_learner_kit import image_data, image_learner
+
+    def state(learner):
+        return {k: v.detach().clone() for k, v in learner.module[DEFAULT_MODULE_ID].state_dict().items()}
+
+    ref = image_learner(prior_path, fast=False, critic_state_dim=D)
+    fast = image_learner(prior_path, critic_state_dim=D)
+    s0 = state(ref)
+    data, b, ts = image_data(48), 16, {"num_env_steps_sampled_lifetime": 1000}
+    rng = np.random.default_rng(9)
+    data[CRITIC_STATE] = rng.normal(size=(48, D)).astype(np.float32)
+    data[CRITIC_STATE_NEXT] = rng.normal(size=(48, D)).astype(np.float32)
+    torch.manual_seed(0)
+    for k in range(3):
+        part = {c: v[k * b:(k + 1) * b] for c, v in data.items()}
+        ref.update(batch=MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(part)}, env_steps=b), timesteps=ts)
+    torch.manual_seed(0)
+    fast.update(batch=MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(data)}, env_steps=3 * b), minibatch_size=b,
+                num_epochs=1, timesteps=ts)
+    s_ref, s_fast = state(ref), state(fast)
+    for k in s_ref:
+        torch.testing.assert_close(s_fast[k], s_ref[k], rtol=1e-4, atol=1e-5, msg=k)
+    moved = {k for k in s0 if not torch.equal(s_fast[k], s0[k])}
+    assert {"qf.0.weight", "qf_twin.0.weight", "target_qf.0.weight", "pi.net.0.weight"} <= moved
+    assert s_fast["qf.0.weight"].shape[1] == D + Z
+    # the same steps on other states give other critics: the columns are read, not dropped on the way
+    other = image_learner(prior_path, critic_state_dim=D)
+    shifted = {**data, CRITIC_STATE: data[CRITIC_STATE] + 1.0}
+    torch.manual_seed(0)
+    other.update(batch=MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(shifted)}, env_steps=3 * b), minibatch_size=b,
+                 num_epochs=1, timesteps=ts)
+    assert not torch.allclose(state(other)["qf.0.weight"], s_fast["qf.0.weight"])

@@ -191,6 +191,8 @@ class MazeEnv(gym.Env):
         task_seed: seed for the default start/goal choice.
         goal_distance: longest BFS distance (cells) of the default start/goal
             pair (None = the layout's diameter).
+        state_in_info: also report the ``"state"`` observation ``(x, y, vx, vy)`` in ``info["state"]``
+            ((4,) float32, whatever ``state``): the input of an asymmetric critic (``rl.asymmetric_critic``).
 
     Raises:
         ValueError: unknown ``state`` / ``reward_type``, a start/goal cell that
@@ -215,6 +217,7 @@ class MazeEnv(gym.Env):
         task_seed: int | None = DOWNSTREAM_LAYOUT_SEED,
         goal_distance: int | None = DOWNSTREAM_GOAL_DISTANCE,
         render_mode: str | None = None,
+        state_in_info: bool = False,
     ):
         if not isinstance(layout, MazeLayout):
             raise ValueError(f"layout must be a MazeLayout, got {type(layout).__name__}")
@@ -238,6 +241,7 @@ class MazeEnv(gym.Env):
         self.image_size = int(image_size)
         self.view_cells = float(view_cells)
         self.render_mode = render_mode
+        self.state_in_info = bool(state_in_info)
 
         if start_cell is None or goal_cell is None:
             s, g = far_apart_cells(layout, task_seed, goal_distance)
@@ -323,7 +327,7 @@ class MazeEnv(gym.Env):
 
     def _info(self, xy: np.ndarray, dist: float) -> dict[str, Any]:
         rows, cols = self.layout.shape
-        return {
+        info = {
             "success": self._success,
             "at_goal": bool(dist <= GOAL_THRESHOLD),
             "xy": xy,
@@ -331,6 +335,9 @@ class MazeEnv(gym.Env):
             "distance": float(dist),
             "cell": (math.floor(rows / 2 - xy[1]), math.floor(xy[0] + cols / 2)),
         }
+        if self.state_in_info:
+            info["state"] = self.state_vector()
+        return info
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -430,6 +437,7 @@ def make_maze_env(
     min_room: int = 2,
     door_width: int = 1,
     goal_distance: int | None = DOWNSTREAM_GOAL_DISTANCE,
+    state_in_info: bool = False,
 ) -> MazeEnv:
     """The downstream maze task (appendix C): fixed layout, start and goal; sparse per-step reward.
 
@@ -451,6 +459,7 @@ def make_maze_env(
         layout, start_cell=start_cell, goal_cell=goal_cell, state=state, max_episode_steps=max_episode_steps,
         terminate_on_success=terminate_on_success, reward_type=reward_type, start_noise=start_noise,
         image_size=image_size, view_cells=view_cells, task_seed=layout_seed, goal_distance=goal_distance,
+        state_in_info=state_in_info,
     )
 
 

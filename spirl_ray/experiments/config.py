@@ -180,7 +180,7 @@ class RLSection(_Section):
         "freeze_policy_encoder and cache_prior_features no conv runs in the learner (benchmarks/bench_image_learner.py)",
     )
     asymmetric_critic: bool = Field(
-        False, description="image states, envs reporting info['state'] (block_stacking): the critics and target "
+        False, description="image states, envs reporting info['state'] (block_stacking, maze): the critics and target "
         "critics read the env's low-dimensional state [s_low, z] -> MLP instead of the image, while the policy and "
         "the prior keep the images (asymmetric actor-critic; the reference's SplitObsMLPCritic for its image tasks). "
         "The replay stores s_low of s and s' (+4 x D bytes per transition). Excludes critic_prior_encoder; "
@@ -348,7 +348,7 @@ class ExperimentConfig(_Section):
         if self.rl.asymmetric_critic:
             if not type(self.env).state_in_info:
                 raise ValueError(f"rl.asymmetric_critic: the critics read info['state'], which env.name "
-                                 f"{self.env.name!r} does not report (block_stacking does)")
+                                 f"{self.env.name!r} does not report (block_stacking and maze do)")
             if self.rl.critic_prior_encoder:
                 raise ValueError("rl.asymmetric_critic and rl.critic_prior_encoder both choose the critics' input "
                                  "(env state vs the prior's conv features): set one")

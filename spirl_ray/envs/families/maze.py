@@ -34,6 +34,7 @@ class MazeFamily(ImageOrVectorFamily):
     goal_distance: PositiveInt = Field(40, description="longest BFS distance (cells) of the default start/goal pair")
     max_episode_steps: PositiveInt = Field(2000, description="episode length in env steps")
 
+    state_in_info: ClassVar[bool] = True
     factory: ClassVar[str] = "spirl_ray.envs.maze:make_maze_env"
     collector: ClassVar[str] = "spirl_ray.data.collect_maze:collect_maze_dataset"
     episode_metrics: ClassVar[tuple[EpisodeMetric, ...]] = (EpisodeMetric("success", "success_mean"),)

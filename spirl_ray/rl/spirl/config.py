@@ -263,7 +263,7 @@ class SPiRLConfig(SACConfig):
                 state instead of the observation, [s_low (D,), z] -> MLP, while
                 the policy and the prior keep reading the observation (images).
                 The env must report ``info["state"]`` ((D,) float32) at reset
-                and every step (block stacking with ``state_in_info=True``);
+                and every step (block stacking and maze with ``state_in_info=True``);
                 the replay stores it as the columns ``critic_state`` /
                 ``critic_state_next``. The reference SPiRL's critic for its
                 image tasks (``SplitObsMLPCritic``, which drops the image part
