@@ -34,6 +34,13 @@ gradient steps per call), one torch thread (what a Tune trial's learner gets):
   the critics and their targets read the frozen prior's (cached) conv
   features, so no conv and no uint8 -> float conversion runs per step; only
   MLPs. A different learner (the critics cannot learn features of their own).
+* ``fused+state_critic+frozen_pi+cached``: the asymmetric critic
+  (``critic_state_dim``, ``rl.asymmetric_critic``) with the frozen policy
+  encoder and the cache: the critics and their targets are MLPs on the env's
+  low-dimensional state (maze 4, block stacking 5 + 4 x 11 = 49 floats, the
+  batch's ``critic_state`` columns) and the skill; again no conv runs per
+  step. The reference SPiRL's critic on its image tasks; a different learner
+  from ``today`` (the critic sees the simulator state, not the images).
 
 The learners alternate call by call (:func:`paired_rates`; the order rotates
 every round), so on a shared machine a stall of this process hits all of them
@@ -60,8 +67,8 @@ import numpy as np
 
 from benchmarks.common import BATCH, LATENT_DIM, run_for
 
-#: (name, image shape, low-level action dim) of the image families.
-SHAPES = (("maze", (2, 32, 32), 2), ("blocks", (6, 32, 32), 3))
+#: (name, image shape, low-level action dim, dim of the env's info["state"]) of the image families.
+SHAPES = (("maze", (2, 32, 32), 2, 4), ("blocks", (6, 32, 32), 3, 5 + 4 * 11))
 #: gradient steps per learner call.
 K = 4
 #: variant name -> model_config overrides.
@@ -75,6 +82,8 @@ VARIANTS: Dict[str, Dict[str, bool]] = {
     "fused+shared+frozen_pi+cached": {"shared_image_encoder": True, "freeze_policy_encoder": True,
                                       "cache_prior_features": True},
     "fused+prior_critic+frozen_pi+cached": {"critic_prior_encoder": True, "freeze_policy_encoder": True,
+                                            "cache_prior_features": True},
+    "fused+state_critic+frozen_pi+cached": {"asymmetric_critic": True, "freeze_policy_encoder": True,
                                             "cache_prior_features": True},
 }
 
@@ -91,7 +100,7 @@ def _skill_model_file(out_dir: Path, shape, action_dim: int) -> str:
     return str(save_skill_model(out_dir / f"skills_{'x'.join(map(str, shape))}.pt", SkillModel(cfg).eval()))
 
 
-def _learner(model_path: str, shape, overrides: Dict[str, bool]):
+def _learner(model_path: str, shape, overrides: Dict[str, bool], state_dim: int):
     import gymnasium as gym
     import torch
 
@@ -111,17 +120,21 @@ def _learner(model_path: str, shape, overrides: Dict[str, bool]):
                   shared_image_encoder=overrides.get("shared_image_encoder", False),
                   freeze_policy_encoder=overrides.get("freeze_policy_encoder", False),
                   cache_prior_features=overrides.get("cache_prior_features", False),
-                  critic_prior_encoder=overrides.get("critic_prior_encoder", False))
+                  critic_prior_encoder=overrides.get("critic_prior_encoder", False),
+                  critic_state_dim=state_dim if overrides.get("asymmetric_critic") else None)
         .rl_module(model_config={k: v for k, v in overrides.items() if k == "fused_image_forward"})
     )
     torch.manual_seed(0)
     return config.build_learner(env=_Spaces())
 
 
-def _batch(shape, seed: int = 0):
+def _batch(shape, state_dim: int, seed: int = 0):
+    """K x 256 random replay rows: uint8 images, skills, rewards, 1 % terminal, and the (n, state_dim) critic states."""
     from ray.rllib.core import DEFAULT_MODULE_ID
     from ray.rllib.core.columns import Columns
     from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+
+    from spirl_ray.rl.spirl.rl_module import CRITIC_STATE, CRITIC_STATE_NEXT
 
     rng = np.random.default_rng(seed)
     n = K * BATCH
@@ -131,6 +144,8 @@ def _batch(shape, seed: int = 0):
         Columns.ACTIONS: rng.uniform(-2, 2, (n, LATENT_DIM)).astype(np.float32),
         Columns.REWARDS: rng.normal(size=n).astype(np.float32),
         Columns.TERMINATEDS: (rng.random(n) < 0.01).astype(np.float32),
+        CRITIC_STATE: rng.normal(size=(n, state_dim)).astype(np.float32),
+        CRITIC_STATE_NEXT: rng.normal(size=(n, state_dim)).astype(np.float32),
     }
     return MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(data)}, env_steps=n)
 
@@ -247,10 +262,10 @@ def run(quick: bool = False) -> Dict[str, Any]:
     out: Dict[str, Any] = {"unit": f"gradient updates/s (batch {BATCH}, K={K} per learner call)", "shapes": {}}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="spirl_bench_img_") as tmp:
-        for name, shape, action_dim in SHAPES:
+        for name, shape, action_dim, state_dim in SHAPES:
             path = _skill_model_file(Path(tmp), shape, action_dim)
-            batch = _batch(shape)
-            learners = {v: _learner(path, shape, ov) for v, ov in VARIANTS.items()}
+            batch = _batch(shape, state_dim)  # the critic-state columns are read only by the state_critic learner
+            learners = {v: _learner(path, shape, ov, state_dim) for v, ov in VARIANTS.items()}
             torch.set_num_threads(1)  # after the builds (a learner sets its threads when built)
             steps = {v: _update_fn(lrn, _with_prior_features(lrn, batch) if VARIANTS[v].get("cache_prior_features")
                                    else batch) for v, lrn in learners.items()}
