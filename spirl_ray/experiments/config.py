@@ -177,7 +177,8 @@ class RLSection(_Section):
     critic_prior_encoder: bool = Field(
         False, description="image states, methods with the skill prior: the critics and target critics read the "
         "frozen prior's conv features and train only their MLPs (not the reference's: a different learner). With "
-        "freeze_policy_encoder and cache_prior_features no conv runs in the learner (benchmarks/bench_image_learner.py)",
+        "freeze_policy_encoder and cache_prior_features no conv runs in the learner (benchmarks/bench_image_learner.py); "
+        "shared_image_encoder then has no effect (no critic conv)",
     )
     asymmetric_critic: bool = Field(
         False, description="image states, envs reporting info['state'] (block_stacking, maze): the critics and target "

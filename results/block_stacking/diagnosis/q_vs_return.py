@@ -44,7 +44,7 @@ def main() -> None:
     from spirl_ray.experiments.viz import load_policy_module
     from spirl_ray.rl.envs import make_rl_env
     from spirl_ray.rl.spirl import losses
-    from spirl_ray.rl.spirl.rl_module import to_squash_space
+    from spirl_ray.rl.spirl.rl_module import CRITIC_STATE, to_squash_space
 
     torch.set_num_threads(1)
     trial = Path(args.trial)
@@ -57,8 +57,10 @@ def main() -> None:
     dist_cls = module.get_exploration_action_dist_cls()
     print(f"checkpoint {ckpt.name}, alpha {alpha:.3f}, gamma {gamma}, KL reduction {reduction}")
 
-    def q_min(x: torch.Tensor, u: torch.Tensor) -> float:
+    def q_min(x: torch.Tensor, u: torch.Tensor, info: dict) -> float:
         batch = {Columns.OBS: x, Columns.ACTIONS: u}
+        if getattr(module, "_critic_state_dim", None) is not None:  # asymmetric critic: reads info["state"]
+            batch[CRITIC_STATE] = torch.as_tensor(np.asarray(info["state"], np.float32))[None]
         q1 = module.qf(module.qf_encoder(batch)[ENCODER_OUT])
         q2 = module.qf_twin(module.qf_twin_encoder(batch)[ENCODER_OUT])
         return float(torch.min(q1, q2).reshape(()))
@@ -67,7 +69,7 @@ def main() -> None:
     for kind in ("deterministic", "sampled"):
         qs, gs, gaps, stacked = [], [], [], []
         for ep in range(args.episodes):
-            obs, _ = env.reset(seed=args.seed + ep)
+            obs, info = env.reset(seed=args.seed + ep)
             q_ep, r_ep, kl_ep, gap_ep = [], [], [], []
             done = False
             with torch.no_grad():
@@ -78,9 +80,9 @@ def main() -> None:
                     u = dist.to_deterministic().sample() if kind == "deterministic" else dist.sample()
                     prior_logits = to_squash_space(module.skill_prior(x.float()), module.squash_scale)
                     prior_u = dist_cls.from_logits(prior_logits).to_deterministic().sample()
-                    q = q_min(x, u)
+                    q = q_min(x, u, info)
                     q_ep.append(q)
-                    gap_ep.append(q_min(x, prior_u) - q)
+                    gap_ep.append(q_min(x, prior_u, info) - q)
                     kl_ep.append(float(losses.kl_to_prior(logits, prior_logits, reduction=reduction)))
                     a = unsquash_action(u[0].numpy(), env.action_space).astype(np.float32)
                     obs, r, term, trunc, info = env.step(a)
