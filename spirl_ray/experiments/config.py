@@ -220,7 +220,10 @@ class RLSection(_Section):
 
     @model_serializer(mode="wrap")
     def _serialise(self, handler):
-        """The image-encoder options, asymmetric_critic, critic_layer_norm and alpha_min only when set: the resolved configs written before they existed stay as they were."""
+        """The image-encoder options, asymmetric_critic, critic_layer_norm and alpha_min only when set.
+
+        The resolved configs written before they existed stay as they were.
+        """
         data = handler(self)
         for key in ("shared_image_encoder", "freeze_policy_encoder", "cache_prior_features", "critic_layer_norm",
                     "critic_prior_encoder", "asymmetric_critic"):

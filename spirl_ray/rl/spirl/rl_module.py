@@ -245,7 +245,10 @@ class _PriorConvObsActionEncoder(nn.Module):
 
 
 class _StateActionEncoder(nn.Module):
-    """Asymmetric-critic encoder (``critic_state_dim``): [critic_state (B, D), action (B, Z)] -> (B, D + Z), no parameters."""
+    """Asymmetric-critic encoder (``critic_state_dim``): [critic_state (B, D), action (B, Z)] -> (B, D + Z).
+
+    No parameters: the critic MLP after it reads the env state directly.
+    """
 
     def __init__(self, state_dim: int):
         super().__init__()
