@@ -44,3 +44,26 @@ def image_data(n: int, seed: int = 4) -> dict[str, np.ndarray]:
             Columns.ACTIONS: rng.uniform(-1, 1, (n, Z)).astype(np.float32),
             Columns.REWARDS: rng.normal(size=n).astype(np.float32),
             Columns.TERMINATEDS: (rng.random(n) < 0.2).astype(np.float32)}
+
+
+def module_state(learner) -> dict[str, torch.Tensor]:
+    """Copies of the learner's module state dict (parameters and buffers)."""
+    from ray.rllib.core import DEFAULT_MODULE_ID
+
+    return {k: v.detach().clone() for k, v in learner.module[DEFAULT_MODULE_ID].state_dict().items()}
+
+
+def reference_vs_fast_steps(ref, fast, data: dict[str, np.ndarray], minibatch: int) -> None:
+    """len(data) / minibatch RLlib ``Learner.update`` calls on ``ref``, one minibatch each, and ONE fast-path
+    call on ``fast`` over all rows (``minibatch_size=minibatch``), torch seeded 0 before each side."""
+    from ray.rllib.core import DEFAULT_MODULE_ID
+    from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+
+    n, ts = len(data[Columns.REWARDS]), {"num_env_steps_sampled_lifetime": 1000}
+    torch.manual_seed(0)
+    for start in range(0, n, minibatch):
+        part = {c: v[start:start + minibatch] for c, v in data.items()}
+        ref.update(batch=MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(part)}, env_steps=minibatch), timesteps=ts)
+    torch.manual_seed(0)
+    fast.update(batch=MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(data)}, env_steps=n), minibatch_size=minibatch,
+                num_epochs=1, timesteps=ts)

@@ -222,28 +222,17 @@ def test_config_refuses_the_option_where_it_cannot_act(tmp_path, env, rl, match)
 def test_fast_path_steps_equal_rllib_learner_steps_and_train_the_state_critics(prior_path):
     """3 fast-path gradient steps == 3 RLlib ``Learner.update`` calls (both with the fused forward, the only one
     this option has), reading the batch's critic-state columns; the critic MLPs on [s_low, z] learn."""
-    from ray.rllib.core import DEFAULT_MODULE_ID
-    from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
-
-    from image_learner_kit import image_data, image_learner
-
-    def state(learner):
-        return {k: v.detach().clone() for k, v in learner.module[DEFAULT_MODULE_ID].state_dict().items()}
+    from image_learner_kit import image_data, image_learner, reference_vs_fast_steps
+    from image_learner_kit import module_state as state
 
     ref = image_learner(prior_path, fast=False, critic_state_dim=D)
     fast = image_learner(prior_path, critic_state_dim=D)
     s0 = state(ref)
-    data, b, ts = image_data(48), 16, {"num_env_steps_sampled_lifetime": 1000}
+    data = image_data(48)
     rng = np.random.default_rng(9)
     data[CRITIC_STATE] = rng.normal(size=(48, D)).astype(np.float32)
     data[CRITIC_STATE_NEXT] = rng.normal(size=(48, D)).astype(np.float32)
-    torch.manual_seed(0)
-    for k in range(3):
-        part = {c: v[k * b:(k + 1) * b] for c, v in data.items()}
-        ref.update(batch=MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(part)}, env_steps=b), timesteps=ts)
-    torch.manual_seed(0)
-    fast.update(batch=MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(data)}, env_steps=3 * b), minibatch_size=b,
-                num_epochs=1, timesteps=ts)
+    reference_vs_fast_steps(ref, fast, data, 16)
     s_ref, s_fast = state(ref), state(fast)
     for k in s_ref:
         torch.testing.assert_close(s_fast[k], s_ref[k], rtol=1e-4, atol=1e-5, msg=k)
@@ -251,9 +240,7 @@ def test_fast_path_steps_equal_rllib_learner_steps_and_train_the_state_critics(p
     assert {"qf.0.weight", "qf_twin.0.weight", "target_qf.0.weight", "pi.net.0.weight"} <= moved
     assert s_fast["qf.0.weight"].shape[1] == D + Z
     # the same steps on other states give other critics: the columns are read, not dropped on the way
+    other_ref = image_learner(prior_path, fast=False, critic_state_dim=D)
     other = image_learner(prior_path, critic_state_dim=D)
-    shifted = {**data, CRITIC_STATE: data[CRITIC_STATE] + 1.0}
-    torch.manual_seed(0)
-    other.update(batch=MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(shifted)}, env_steps=3 * b), minibatch_size=b,
-                 num_epochs=1, timesteps=ts)
+    reference_vs_fast_steps(other_ref, other, {**data, CRITIC_STATE: data[CRITIC_STATE] + 1.0}, 16)
     assert not torch.allclose(state(other)["qf.0.weight"], s_fast["qf.0.weight"])

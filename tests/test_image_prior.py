@@ -15,6 +15,7 @@ from spirl_ray.skills.models import ConvEncoder, SkillModel, SkillModelConfig
 from image_learner_kit import IMG, A, H, Z
 from image_learner_kit import image_data as _image_data
 from image_learner_kit import image_learner as _image_learner
+from image_learner_kit import reference_vs_fast_steps
 
 
 
@@ -316,8 +317,6 @@ def _state(learner):
 def test_image_learner_steps_equal_rllib_reference_path(image_prior_path, options):
     """3 gradient steps of the fast path with the fused forward == 3 RLlib updates with RLlib's generic forward
     (per-optimizer backward, for-loop Adam): with a shared encoder, both give it the gradient of both critic losses."""
-    from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
-
     ref = _image_learner(image_prior_path, fast=False, fused_image_forward=False, **options)
     fast = _image_learner(image_prior_path, **options)
     s0 = _state(ref)
@@ -326,14 +325,7 @@ def test_image_learner_steps_equal_rllib_reference_path(image_prior_path, option
     assert len(owned) == len(set(owned))  # a shared conv is stepped by one optimizer, once
     for k, v in _state(fast).items():
         torch.testing.assert_close(v, s0[k], rtol=0, atol=0, msg=k)
-    data, b, steps, ts = _image_data(48), 16, 3, {"num_env_steps_sampled_lifetime": 1000}
-    torch.manual_seed(0)
-    for k in range(steps):
-        part = {c: v[k * b:(k + 1) * b] for c, v in data.items()}
-        ref.update(batch=MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(part)}, env_steps=b), timesteps=ts)
-    torch.manual_seed(0)
-    fast.update(batch=MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(data)}, env_steps=3 * b), minibatch_size=b,
-                num_epochs=1, timesteps=ts)
+    reference_vs_fast_steps(ref, fast, _image_data(48), 16)
     s_ref, s_fast = _state(ref), _state(fast)
     assert set(s_ref) == set(s_fast)
     for k in s_ref:
