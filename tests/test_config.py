@@ -85,6 +85,38 @@ def test_kitchen_subtask_order_names_its_own_dataset_and_only_applies_to_kitchen
         load_config(_write(tmp_path, "name: x\nenv: {name: kitchen}\ndata: {collect: {subtask_order: sorted}}\n"))
 
 
+def test_block_stacking_step_noise_names_its_own_dataset_and_reaches_the_script(tmp_path, monkeypatch):
+    import spirl_ray.envs.families.block_stacking as family_module
+    from spirl_ray.data.scripted.stacking_policy import StackingNoise
+
+    a = load_config(_write(tmp_path, "name: x\nenv: {name: block_stacking}\n"))
+    b = load_config(_write(tmp_path, "name: x\nenv: {name: block_stacking}\ndata: {collect: {step_noise_scale: 0.5}}\n"))
+    assert a.dataset_path.name == "scripted_block_stacking_600ep_seed0_image.hdf5"  # unchanged: old files still hit
+    assert b.dataset_path.name == "scripted_block_stacking_600ep_seed0_image_stepnoise0.5.hdf5"
+    assert "step_noise_scale" not in a.model_dump()["data"]["collect"]
+    assert b.model_dump()["data"]["collect"]["step_noise_scale"] == 0.5
+
+    seen = {}
+
+    def fake_collector(path, **kw):
+        seen.update(kw)
+        return {"stacks_per_episode": {"mean": None}, "stacked_blocks": {"scripted_max_mean": None},
+                "total_steps": 0, "mean_episode_length": 0.0, "wall_time_s": 0.0}
+
+    monkeypatch.setattr(family_module, "load_entry_point", lambda _: fake_collector)
+    b.env.collect(b.data.collect, tmp_path / "d.hdf5", show_progress=False)
+    default = StackingNoise()
+    # the per-step noises scale; the episode-level randomisation (subgoals, jitter, speeds) does not
+    assert (seen["noise"].action_noise, seen["noise"].opening_noise) == (default.action_noise * 0.5,
+                                                                         default.opening_noise * 0.5)
+    assert seen["noise"].subgoal_between_prob == default.subgoal_between_prob
+    assert seen["noise"].place_jitter == default.place_jitter
+    with pytest.raises(ConfigError, match="step_noise_scale"):
+        load_config(_write(tmp_path, "name: x\nenv: {name: maze}\ndata: {collect: {step_noise_scale: 0}}\n"))
+    with pytest.raises(ConfigError, match="step_noise_scale"):
+        load_config(_write(tmp_path, "name: x\nenv: {name: block_stacking}\ndata: {collect: {step_noise_scale: -1}}\n"))
+
+
 def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
     p = _write(tmp_path, "name: x\nrl:\n  env_steps: 3\n   seeds: [1]\n")
     with pytest.raises(ConfigError) as e:

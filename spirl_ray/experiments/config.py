@@ -75,6 +75,11 @@ class CollectSection(_Section):
         "exactly the target order; 'rpl': D4RL kitchen-mixed's structure, the human (Relay Policy Learning) demos' "
         "fixed relative order with never all 4 target subtasks in one episode",
     )
+    step_noise_scale: float = Field(
+        1.0, ge=0, description="block_stacking: scale of the stacking script's per-step Gaussian action noise (std 0.1 "
+        "on dx, dz and 0.05 on the finger opening at 1; 0 = none). The paper's data noise is its pseudo-random "
+        "subgoals, which stay; a value other than 1 collects its own file (suffix _stepnoise<scale>)",
+    )
     policy: str | None = Field(
         None, description="env.name gymnasium: 'package.module:function' called as function(observation, rng) -> "
         "action for every step (observation as the env returns it, rng a numpy Generator seeded per episode)",
@@ -82,13 +87,15 @@ class CollectSection(_Section):
 
     @model_serializer(mode="wrap")
     def _serialise(self, handler):
-        """``policy`` only when set, ``subtask_order`` only when not the default: the resolved configs
-        written before these fields existed stay as they were."""
+        """``policy`` only when set, ``subtask_order`` and ``step_noise_scale`` only when not the default:
+        the resolved configs written before these fields existed stay as they were."""
         data = handler(self)
         if data.get("policy") is None:
             data.pop("policy", None)
         if data.get("subtask_order") == "random":
             data.pop("subtask_order", None)
+        if data.get("step_noise_scale") == 1.0:
+            data.pop("step_noise_scale", None)
         return data
 
 

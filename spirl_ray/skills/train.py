@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from tqdm.auto import tqdm
 
@@ -48,6 +49,14 @@ class PriorTrainingConfig(BaseModel):
     early_clip_norm: float = Field(1e-3, gt=0, description="gradient-norm bound during the first early_clip_steps")
     val_every: PositiveInt = Field(1000, description="validate every N steps (and at the end)")
     val_batches: PositiveInt = Field(20, description="max validation batches per evaluation")
+    bn_recalibration_batches: int = Field(
+        0, ge=0,
+        description="after the last step, recompute every BatchNorm layer's running statistics as the exact average "
+        "over this many training batches (torch.optim.swa_utils.update_bn; 'precise BN'). The prior and decoder run "
+        "in eval mode during RL, i.e. on those statistics; with the default momentum running average, the image "
+        "prior's eval-mode KL to the posterior was up to 1.7x its train-mode KL "
+        "(results/block_stacking/diagnosis, section 6). 0 = off (the priors cached before this option)",
+    )
     seed: int = Field(0, description="torch / sampling seed")
     device: str = Field("auto", description="'auto' (CUDA if present), 'cpu' or 'cuda[:i]'")
     num_threads: int = Field(
@@ -87,6 +96,30 @@ def evaluate(model: SkillModel, dataset: SequenceDataset, batch_size: int, max_b
         n += 1
     model.train(was_training)
     return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+class _LossForward(nn.Module):
+    """``model.loss`` as a forward over a batch dict, the call :func:`torch.optim.swa_utils.update_bn` makes."""
+
+    def __init__(self, model: SkillModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.model.loss(batch["states"], batch["actions"])
+
+
+def recalibrate_batch_norm(model: SkillModel, dataset: SequenceDataset, batch_size: int, num_batches: int,
+                           rng: np.random.Generator, device: torch.device) -> None:
+    """Set every BatchNorm layer's running mean/var to the exact average over ``num_batches`` fresh
+    training batches of ``batch_size`` crops, passed through :meth:`SkillModel.loss` in train mode
+    without gradients (``torch.optim.swa_utils.update_bn``); the weights are unchanged. The
+    model's train/eval mode is restored."""
+    from torch.optim.swa_utils import update_bn
+
+    batches = (to_torch(dataset.sample(batch_size, "train", rng), device) for _ in range(int(num_batches)))
+    wrapper = _LossForward(model).train(model.training)  # update_bn restores the wrapper's mode to the whole tree
+    update_bn(batches, wrapper)
 
 
 def train_skill_prior(
@@ -142,6 +175,9 @@ def train_skill_prior(
             for k, v in out.items():
                 writer.add_scalar(f"train/{k}", float(v.detach()), step)
             bar.set_postfix(mse=f"{float(out['mse']):.4f}", prior=f"{float(out['prior_loss']):.2f}")
+        if step == train_config.num_steps and train_config.bn_recalibration_batches:
+            recalibrate_batch_norm(model, dataset, train_config.batch_size, train_config.bn_recalibration_batches,
+                                   rng, device)
         if step % train_config.val_every == 0 or step == train_config.num_steps:
             val = evaluate(model, dataset, train_config.batch_size, train_config.val_batches, device)
             for k, v in val.items():

@@ -144,6 +144,9 @@ class EnvFamily(BaseModel):
         if data.collect.subtask_order != "random" and self.name != "kitchen":
             raise ValueError(f"data.collect.subtask_order: {data.collect.subtask_order!r} orders the kitchen's "
                              f"scripted subtasks; env.name {self.name!r} has none (leave it 'random')")
+        if data.collect.step_noise_scale != 1.0 and self.name != "block_stacking":
+            raise ValueError(f"data.collect.step_noise_scale: {data.collect.step_noise_scale:g} scales the block-stacking "
+                             f"script's action noise; env.name {self.name!r} does not read it (leave it 1)")
 
     def preflight(self, data: Any = None, offline_model: str | None = None) -> None:
         """Checks of the env itself before Ray starts (default: none; built-in envs are known to build).

@@ -61,15 +61,25 @@ class BlockStackingFamily(ImageOrVectorFamily):
                 "'data_collection'"
             )
 
+    def dataset_variant(self, collect: Any = None) -> str:
+        scale = getattr(collect, "step_noise_scale", 1.0)
+        return self.state if scale == 1.0 else f"{self.state}_stepnoise{scale:g}"
+
     def collection_banner(self, collect: Any) -> str:
         return (f"collecting {collect.episodes} scripted block-stacking episodes (5 blocks, {self.state} observations, "
-                f"{collect.random_action_fraction:.0%} random-action episodes)")
+                f"{collect.random_action_fraction:.0%} random-action episodes, per-step action noise "
+                f"x{collect.step_noise_scale:g})")
 
     def collect(self, collect: Any, path: Path, show_progress: bool = True) -> str:
+        from spirl_ray.data.scripted.stacking_policy import StackingNoise
+
+        default = StackingNoise()
+        noise = StackingNoise(action_noise=default.action_noise * collect.step_noise_scale,
+                              opening_noise=default.opening_noise * collect.step_noise_scale)
         summary = load_entry_point(self.collector)(
             path, num_episodes=collect.episodes, seed=collect.seed, num_workers=collect.num_workers,
             images=self.state == "image", random_action_fraction=collect.random_action_fraction,
-            show_progress=show_progress,
+            show_progress=show_progress, noise=noise,
         )
         st, sb = summary["stacks_per_episode"], summary["stacked_blocks"]
         mean_stacks = "n/a" if st["mean"] is None else f"{st['mean']:.2f}"
