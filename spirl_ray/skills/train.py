@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_serializer
 from tqdm.auto import tqdm
 
 from spirl_ray.data.sequence_dataset import SequenceDataset, to_torch
@@ -64,6 +64,14 @@ class PriorTrainingConfig(BaseModel):
         description="torch intra-op threads; 0 keeps torch's default. 1 by default: with 2 threads on 2 busy "
         "cores training fell from ~4,500 to 55-160 samples/s (benchmarks/)",
     )
+
+    @model_serializer(mode="wrap")
+    def _serialise(self, handler):
+        """``bn_recalibration_batches`` only when set: the resolved configs written before it existed stay as they were."""
+        data = handler(self)
+        if data.get("bn_recalibration_batches") == 0:
+            data.pop("bn_recalibration_batches", None)
+        return data
 
 
 @dataclass
