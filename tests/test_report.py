@@ -261,3 +261,33 @@ def test_readme_quotes_the_report_command_that_regenerates_it(tmp_path, no_png):
     before = {f: (out / f).read_text() for f in ("table.md", "seed0_spirl.csv")}
     main(shlex.split(quoted)[3:])
     assert {f: (out / f).read_text() for f in before} == before
+
+
+def test_seeds_added_in_a_second_run_pool_into_one_record(tmp_path, no_png):
+    _, tune_a = make_run(tmp_path / "a", name="kitchen_test")
+    run_b, tune_b = make_run(tmp_path / "b", name="kitchen_test_more")
+    for d in tune_b.iterdir():  # run b holds seeds 2 and 3 of the spirl arm
+        params = json.loads((d / "params.json").read_text())
+        if params.get("spirl_variant") == "spirl":
+            params["seed"] += 2
+            (d / "params.json").write_text(json.dumps(params))
+        else:
+            for f in d.iterdir():
+                f.unlink()
+            d.rmdir()
+    out = tmp_path / "rec"
+    main([str(tune_a), str(tune_b), "--out", str(out)])
+    table = (out / "table.md").read_text()
+    assert "| spirl | 400,000 | 4 |" in table  # 4 seeds of spirl pooled, ssp still 1
+    for seed in (0, 1, 2, 3):
+        assert (out / f"seed{seed}_spirl.csv").is_file()
+    readme = (out / "README.md").read_text()
+    assert f"`{tune_a}`:" in readme and f"`{tune_b}`:" in readme
+    assert readme.count("- command: `python -m spirl_ray.run --config tune_configs/kitchen.yaml`") == 2
+
+    # the same seed twice, or another config, is refused with the folders named
+    with pytest.raises(SystemExit, match="seed 0 is in both"):
+        main([str(tune_a), str(make_run(tmp_path / "c", name="kitchen_test")[1]), "--out", str(tmp_path / "r2")])
+    (run_b / "config.resolved.yaml").write_text("name: other\nenv:\n  name: kitchen\n  scoring: any\n")
+    with pytest.raises(SystemExit, match=r"differs in env\.scoring"):
+        main([str(tune_a), str(tune_b), "--out", str(tmp_path / "r3")])

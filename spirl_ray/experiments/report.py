@@ -39,10 +39,12 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from spirl_ray.experiments.plot import (
     DEFAULT_METRIC,
@@ -403,30 +405,43 @@ def _resume_words(entry: str | dict) -> str:
     return str(entry)
 
 
-def _readme(title: str, tune_dir: Path, run_info: dict | None, command: str | None, trials: list[Trial],
-            names: list[str], table: str, files: list[str], report_command: str | None = None) -> str:
+def _run_lines(tune_dir: Path, run_info: dict | None, command: str | None, indent: str = "") -> list[str]:
+    """The "What was run" bullets of one Tune experiment (its run_info.json, else ``command``)."""
     info = run_info or {}
     cmd = info.get("command") or command or "unknown"
-    regen = (f"Regenerate it (same flags) with `{report_command}`." if report_command
-             else "Rerun it on the same folder to regenerate this record.")
-    lines = [f"# {title}", "",
-             f"Results record of the Tune experiment `{tune_dir}`, written by `python -m spirl_ray.report`. "
-             + regen, "",
-             "## What was run", "",
-             f"- command: `{cmd}`" + ("" if info.get("command") or not command else " (given to the report)"),
-             f"- commit: `{info.get('commit', 'unknown')}`"
+    lines = [f"{indent}- command: `{cmd}`" + ("" if info.get("command") or not command else " (given to the report)"),
+             f"{indent}- commit: `{info.get('commit', 'unknown')}`"
              + (f" ({info['commit_note']})" if info.get("commit_note") else "")]
     if run_info:
         start, end = _parse_time(info.get("started")), _parse_time(info.get("finished"))
         span = _hms((end - start).total_seconds()) if start and end else "unknown (not finished)"
-        lines.append(f"- started {info.get('started', 'unknown')}, finished {info.get('finished', 'not recorded')}: "
+        lines.append(f"{indent}- started {info.get('started', 'unknown')}, finished {info.get('finished', 'not recorded')}: "
                      f"{span} wall time" + (f" (resumed at {', '.join(map(_resume_words, info['resumed']))})"
                                             if info.get("resumed") else ""))
-        lines.append(f"- machine: {info.get('hostname', 'unknown host')}, "
+        lines.append(f"{indent}- machine: {info.get('hostname', 'unknown host')}, "
                      f"{info.get('cpus', os.cpu_count())} CPU cores")
     else:
-        lines.append(f"- machine: unknown (no run_info.json); the machine writing this record has "
+        lines.append(f"{indent}- machine: unknown (no run_info.json); the machine writing this record has "
                      f"{os.cpu_count()} CPU cores")
+    return lines
+
+
+def _readme(title: str, runs: list[tuple[Path, dict | None]], command: str | None, trials: list[Trial],
+            names: list[str], table: str, files: list[str], report_command: str | None = None) -> str:
+    regen = (f"Regenerate it (same flags) with `{report_command}`." if report_command
+             else "Rerun it on the same folder to regenerate this record.")
+    if len(runs) == 1:
+        lines = [f"# {title}", "",
+                 f"Results record of the Tune experiment `{runs[0][0]}`, written by `python -m spirl_ray.report`. "
+                 + regen, "", "## What was run", ""]
+        lines += _run_lines(runs[0][0], runs[0][1], command)
+    else:
+        lines = [f"# {title}", "",
+                 f"Results record of {len(runs)} Tune experiments of one config (seeds added in later runs), "
+                 f"written by `python -m spirl_ray.report`. " + regen, "", "## What was run", ""]
+        for tune_dir, run_info in runs:
+            lines.append(f"- `{tune_dir}`:")
+            lines += _run_lines(tune_dir, run_info, None, indent="  ")
     lines.append("- trials (wall time = last `time_total_s`; env steps = last logged):")
     for t, name in zip(trials, names):
         lines.append(f"  - `{t.path.name}`: arm {t.arm}, seed {t.seed}, {_hms(_last(t, 'time_total_s'))}, "
@@ -438,12 +453,68 @@ def _readme(title: str, tune_dir: Path, run_info: dict | None, command: str | No
     return "\n".join(lines) + "\n"
 
 
-def write_record(tune_dir: str | Path, out: str | Path, metric: str = DEFAULT_METRIC,
+def _read_run_info(run_dir: Path) -> dict | None:
+    if (run_dir / "run_info.json").is_file():
+        try:
+            return json.loads((run_dir / "run_info.json").read_text())
+        except json.JSONDecodeError:
+            return None
+    return None
+
+
+def _check_same_experiment(dirs: list[Path], trials: list[Trial]) -> None:
+    """Several Tune folders in one record must be one config run with other seeds.
+
+    Raises:
+        ValueError: an (arm, seed) in two folders, or resolved configs that differ beyond
+            ``name`` and ``rl.seeds`` (names the folders and the keys).
+    """
+    seen: dict[tuple[str, str], Path] = {}
+    for t in trials:
+        key, where = (t.arm, t.seed), t.path.parent
+        if key in seen and seen[key] != where:
+            raise ValueError(f"arm {t.arm!r} seed {t.seed} is in both {str(seen[key])!r} and {str(where)!r}; "
+                             "a record's folders must hold different seeds")
+        seen[key] = where
+
+    def flat(d: Path) -> dict[str, Any] | None:
+        f = d.resolve().parent.parent / "config.resolved.yaml"
+        if not f.is_file():
+            return None
+        out: dict[str, Any] = {}
+
+        def walk(x, prefix=""):
+            if isinstance(x, dict):
+                for k, v in x.items():
+                    walk(v, f"{prefix}{k}.")
+            else:
+                out[prefix[:-1]] = x
+        walk(yaml.safe_load(f.read_text()) or {})
+        for k in ("name", "rl.seeds"):
+            out.pop(k, None)
+        return out
+
+    base = flat(dirs[0])
+    for d in dirs[1:]:
+        other = flat(d)
+        if base is None or other is None:
+            continue
+        diff = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))
+        if diff:
+            raise ValueError(f"{str(d)!r} is not the config of {str(dirs[0])!r} with other seeds: "
+                             f"config.resolved.yaml differs in {', '.join(diff[:10])}")
+
+
+def write_record(tune_dir: str | Path | list[str | Path], out: str | Path, metric: str = DEFAULT_METRIC,
                  paper_specs: list[str] | None = None, smoothing: int = 1, command: str | None = None,
                  at: list[int] | None = None, every: int = CHECKPOINT_EVERY,
                  report_command: str | None = None) -> Path:
     """Write the results record of the Tune experiment ``tune_dir`` to the folder ``out`` (replacing it
     atomically) and update the results index; returns ``out``.
+
+    ``tune_dir`` may be a list of folders: one config run several times with other seeds (e.g.
+    seeds 2-5 added after seeds 0-1); their trials are pooled, the title, scoring and
+    ``config.resolved.yaml`` are the first folder's, and the README lists every run.
 
     ``metric``: training result key (evaluation: ``evaluation/`` + it); ``paper_specs``: ``--paper`` values
     (see :func:`parse_paper`); ``smoothing``: trailing mean over that many results per trial for the
@@ -453,11 +524,15 @@ def write_record(tune_dir: str | Path, out: str | Path, metric: str = DEFAULT_ME
 
     Raises:
         FileNotFoundError: no trials below ``tune_dir``.
+        ValueError: several folders that are not one config with other seeds (see :func:`_check_same_experiment`).
         KeyError: no trial logged the metric (training or evaluation) with env steps (names path and keys).
         ValueError: bad ``--paper`` value or smoothing window.
     """
-    tune_dir, out = Path(tune_dir), Path(out)
-    trials = load_trials(tune_dir)
+    dirs = [Path(d) for d in tune_dir] if isinstance(tune_dir, (list, tuple)) else [Path(tune_dir)]
+    tune_dir, out = dirs[0], Path(out)
+    trials = [t for d in dirs for t in load_trials(d)]
+    if len(dirs) > 1:
+        _check_same_experiment(dirs, trials)
     eval_key = metric_key(metric, "eval")
     train_curves = [Curve(t.arm, t.path.name, *curve_of(t.df, metric), "train") for t in trials]
     eval_curves = [Curve(t.arm, t.path.name, *curve_of(t.df, eval_key), "eval") for t in trials]
@@ -474,12 +549,7 @@ def write_record(tune_dir: str | Path, out: str | Path, metric: str = DEFAULT_ME
     scoring = info and info["scoring"]
     title = default_title(tune_dir)
     run_dir = tune_dir.resolve().parent.parent
-    run_info = None
-    if (run_dir / "run_info.json").is_file():
-        try:
-            run_info = json.loads((run_dir / "run_info.json").read_text())
-        except json.JSONDecodeError:
-            run_info = None
+    runs = [(d, _read_run_info(d.resolve().parent.parent)) for d in dirs]
 
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists() and not out.is_dir():
@@ -503,8 +573,7 @@ def write_record(tune_dir: str | Path, out: str | Path, metric: str = DEFAULT_ME
             plot(train_agg, metric, tmp / "curve.png", title=title, ylabel=y_label(metric, "train", scoring))
         table = results_table(trials, metric, paper, at=at, every=every, scoring=scoring)
         (tmp / "table.md").write_text(table)
-        (tmp / "README.md").write_text(_readme(title, tune_dir, run_info, command, trials, names, table, files,
-                                                   report_command))
+        (tmp / "README.md").write_text(_readme(title, runs, command, trials, names, table, files, report_command))
         _replace_dir(tmp, out)
     finally:
         if tmp.exists():
@@ -524,7 +593,8 @@ def _steps_list(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m spirl_ray.report",
                                 description="Write a results record (README, CSV, PNG, table) of a Tune experiment")
-    p.add_argument("tune_dir", help="Tune experiment folder, e.g. runs/<name>/tune/spirl")
+    p.add_argument("tune_dir", nargs="+", help="Tune experiment folder, e.g. runs/<name>/tune/spirl; several folders "
+                   "= one config run again with other seeds (trials pooled; refused when the configs differ)")
     p.add_argument("--out", required=True, help="record folder, e.g. results/kitchen/<name> (replaced atomically)")
     p.add_argument("--metric", default=None, help="training result key (default: the env's task metric from the "
                    f"run's config.resolved.yaml: {DEFAULT_METRIC} for kitchen, success for the maze, "
@@ -541,11 +611,11 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"table checkpoint spacing in env steps (default {CHECKPOINT_EVERY:,})")
     args = p.parse_args(argv)
     if args.metric is None:
-        args.metric = default_metric(args.tune_dir)
+        args.metric = default_metric(args.tune_dir[0])
     try:
         report_command = shlex.join(["python", "-m", "spirl_ray.report",
                                      *(sys.argv[1:] if argv is None else argv)])
-        out = write_record(args.tune_dir, args.out, args.metric, args.paper, args.smooth, args.command,
+        out = write_record(args.tune_dir if len(args.tune_dir) > 1 else args.tune_dir[0], args.out, args.metric, args.paper, args.smooth, args.command,
                            at=args.at, every=args.every, report_command=report_command)
     except (FileNotFoundError, KeyError, ValueError) as e:
         raise SystemExit(f"python -m spirl_ray.report: error: {e.args[0] if e.args else e}") from None
