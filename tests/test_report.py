@@ -266,6 +266,10 @@ def test_readme_quotes_the_report_command_that_regenerates_it(tmp_path, no_png):
 def test_seeds_added_in_a_second_run_pool_into_one_record(tmp_path, no_png):
     _, tune_a = make_run(tmp_path / "a", name="kitchen_test")
     run_b, tune_b = make_run(tmp_path / "b", name="kitchen_test_more")
+    # run b: the same config with other seeds, skipped prior rollouts and another thread count
+    (run_b / "config.resolved.yaml").write_text("name: kitchen_test_more\nenv:\n  name: kitchen\n  scoring: ordered\n"
+                                               "rl:\n  seeds: [2, 3]\nprior_rollouts:\n  episodes: 0\n"
+                                               "prior_training:\n  num_threads: 2\n")
     for d in tune_b.iterdir():  # run b holds seeds 2 and 3 of the spirl arm
         params = json.loads((d / "params.json").read_text())
         if params.get("spirl_variant") == "spirl":

@@ -462,12 +462,17 @@ def _read_run_info(run_dir: Path) -> dict | None:
     return None
 
 
+POOL_IGNORED_KEYS = ("name", "rl.seeds", "prior_rollouts.", "prior_training.num_threads", "prior_training.device")
+"""Resolved-config keys (prefixes) that may differ between pooled folders: the run's name and seeds, the
+prior-rollout stage (before RL, not part of the curves) and where/how fast the prior trains (not what it is)."""
+
+
 def _check_same_experiment(dirs: list[Path], trials: list[Trial]) -> None:
     """Several Tune folders in one record must be one config run with other seeds.
 
     Raises:
-        ValueError: an (arm, seed) in two folders, or resolved configs that differ beyond
-            ``name`` and ``rl.seeds`` (names the folders and the keys).
+        ValueError: an (arm, seed) in two folders, or resolved configs that differ in anything but
+            :data:`POOL_IGNORED_KEYS` (names the folders and the keys).
     """
     seen: dict[tuple[str, str], Path] = {}
     for t in trials:
@@ -490,9 +495,7 @@ def _check_same_experiment(dirs: list[Path], trials: list[Trial]) -> None:
             else:
                 out[prefix[:-1]] = x
         walk(yaml.safe_load(f.read_text()) or {})
-        for k in ("name", "rl.seeds"):
-            out.pop(k, None)
-        return out
+        return {k: v for k, v in out.items() if not k.startswith(POOL_IGNORED_KEYS)}
 
     base = flat(dirs[0])
     for d in dirs[1:]:
