@@ -94,8 +94,12 @@ PAPER_NUMBERS: dict[str, dict] = {
     "kitchen_bc_sac": {"points": {1_300_000: 0.6},
                        "note": f"BC + SAC, kitchen, ordered subtasks completed of 4; {_FIG4}"},
     "maze_spirl": {"points": {1_400_000: 1.0}, "note": f"SPiRL, maze navigation, success rate; {_FIG4}"},
+    "maze_ssp": {"points": {1_400_000: 0.0}, "note": f"SSP w/o prior, maze navigation, success rate; {_FIG4}"},
+    "maze_sac": {"points": {1_400_000: 0.0}, "note": f"SAC, maze navigation, success rate; {_FIG4}"},
     "block_stacking_spirl": {"points": {600_000: 3.5},
                              "note": f"SPiRL, block stacking, stacked blocks at episode end; {_FIG4}"},
+    "block_stacking_ssp": {"points": {600_000: 0.2},
+                           "note": f"SSP w/o prior, block stacking, stacked blocks at episode end (0.1-0.3); {_FIG4}"},
 }
 
 
