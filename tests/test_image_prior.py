@@ -15,6 +15,7 @@ from spirl_ray.skills.models import ConvEncoder, SkillModel, SkillModelConfig
 from image_learner_kit import IMG, A, H, Z
 from image_learner_kit import image_data as _image_data
 from image_learner_kit import image_learner as _image_learner
+from image_learner_kit import module_state as _state
 from image_learner_kit import reference_vs_fast_steps
 
 
@@ -306,11 +307,6 @@ def test_critic_prior_encoder_critics_read_the_frozen_priors_conv(image_prior_pa
         torch.testing.assert_close(module.forward_train(batch)["qf_preds"], generic, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="critic_prior_encoder=True.*use_skill_prior=True"):
         _module(image_prior_path, critic_prior_encoder=True, use_skill_prior=False)
-
-
-def _state(learner):
-    module = learner.module[DEFAULT_MODULE_ID]
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)

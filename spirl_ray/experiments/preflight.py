@@ -213,14 +213,14 @@ def check_trackers_installed(cfg: ExperimentConfig) -> None:
 
 
 # ---- --resume -------------------------------------------------------------------------------
-def _flatten(d: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+def flatten_config(d: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Leaves of nested dicts as ``(dotted key, value)``; an empty dict has no leaves."""
     for k, v in d.items():
         key = f"{prefix}{k}"
         if not prefix and k == "variants" and isinstance(v, list):  # arms by name: variants.<arm>.<dotted key>
             v = {str(x.get("name")): x.get("set") or {} for x in v if isinstance(x, dict)}
         if isinstance(v, dict):
-            yield from _flatten(v, key + ".")
+            yield from flatten_config(v, key + ".")
         else:
             yield key, v
 
@@ -248,7 +248,7 @@ def config_differences(old: dict[str, Any], new: ExperimentConfig) -> list[tuple
         old = _resolved_dump(ExperimentConfig(**old))
     except Exception:  # noqa: BLE001 - an outdated file is still compared, key by key
         pass
-    a, b = dict(_flatten(old)), dict(_flatten(_resolved_dump(new)))
+    a, b = dict(flatten_config(old)), dict(flatten_config(_resolved_dump(new)))
     out = []
     for key in list(a) + [k for k in b if k not in a]:
         va, vb = a.get(key, "<unset>"), b.get(key, "<unset>")

@@ -65,6 +65,7 @@ from spirl_ray.experiments.plot import (
     result_files,
     y_label,
 )
+from spirl_ray.experiments.preflight import flatten_config
 
 #: learner statistics copied into the CSVs (column name -> result key).
 LEARNER_KEYS = {
@@ -472,7 +473,8 @@ prior-rollout stage (before RL, not part of the curves) and where/how fast the p
 
 
 def _check_same_experiment(dirs: list[Path], trials: list[Trial]) -> None:
-    """Several Tune folders in one record must be one config run with other seeds.
+    """Several Tune folders in one record must be one config run with other seeds (resolved configs compared
+    leaf by leaf, as ``--resume`` compares them).
 
     Raises:
         ValueError: an (arm, seed) in two folders, or resolved configs that differ in anything but
@@ -490,16 +492,8 @@ def _check_same_experiment(dirs: list[Path], trials: list[Trial]) -> None:
         f = d.resolve().parent.parent / "config.resolved.yaml"
         if not f.is_file():
             return None
-        out: dict[str, Any] = {}
-
-        def walk(x, prefix=""):
-            if isinstance(x, dict):
-                for k, v in x.items():
-                    walk(v, f"{prefix}{k}.")
-            else:
-                out[prefix[:-1]] = x
-        walk(yaml.safe_load(f.read_text()) or {})
-        return {k: v for k, v in out.items() if not k.startswith(POOL_IGNORED_KEYS)}
+        leaves = flatten_config(yaml.safe_load(f.read_text()) or {})
+        return {k: v for k, v in leaves if not k.startswith(POOL_IGNORED_KEYS)}
 
     base = flat(dirs[0])
     for d in dirs[1:]:
